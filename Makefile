@@ -1,0 +1,29 @@
+# Two entry points, both self-contained on a fresh clone:
+#   make demo  - create .venv, install overton, build the bundled sample corpus
+#   make test  - create .venv, install overton with the dev extras, lint, run the tests and the demo
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.base: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: demo test lint clean
+demo: $(VENV)/.base
+	$(VENV)/bin/overton demo
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VENV)/bin/pytest
+	$(MAKE) demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
