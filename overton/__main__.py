@@ -1,0 +1,5 @@
+import sys
+
+from overton.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""The ``overton`` command. Mistakes the user can fix print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from overton import __version__
+from overton.corpus.errors import UserError
+from overton.corpus.workspace import RunRecord, Workspace
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+_SHOWN_REFUSALS = 20
+
+
+def _workspace(args) -> Workspace:
+    return Workspace.open(Path(args.workspace))
+
+
+def cmd_init(args) -> int:
+    workspace = Workspace.init(Path(args.dir))
+    print(f"created workspace {workspace.root} (settings in {workspace.settings_path.name})")
+    return EXIT_OK
+
+
+def cmd_ingest(args) -> int:
+    from overton.spiders.ingest import ingest, parse_field_map
+
+    workspace = _workspace(args)
+    shown = 0
+
+    def show(refusal) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= _SHOWN_REFUSALS:
+            print(f"refused: {refusal}", file=sys.stderr)
+
+    with workspace.lock("ingest"), RunRecord(workspace, "ingest") as record:
+        report = ingest(
+            workspace,
+            [Path(p) for p in args.files],
+            args.source,
+            fmt=args.format,
+            encoding=args.encoding,
+            field_map=parse_field_map(args.field or []),
+            default_license=args.license,
+            on_refusal=show,
+        )
+        record.data.update(source=args.source, run_id=report.run_id, files=report.files,
+                           imported=report.imported, refused=report.refused_count, refusals=report.refused)
+        record.exit_code = EXIT_PARTIAL if report.refused_count else EXIT_OK
+    if shown > _SHOWN_REFUSALS:
+        print(f"... and {shown - _SHOWN_REFUSALS} more refusals, all listed in {record.path}", file=sys.stderr)
+    where = f"raw/{args.source}/{report.run_id}" if report.run_id else "nowhere (nothing importable)"
+    print(f"imported {report.imported} documents from {report.files} files into {where}; "
+          f"refused {report.refused_count}")
+    return record.exit_code
+
+
+def cmd_build(args) -> int:
+    from overton.corpus.report import counts_table
+    from overton.pipelines.build import build
+
+    workspace = _workspace(args)
+    with RunRecord(workspace, "build") as record:
+        result = build(workspace, jobs=args.jobs, progress=not args.quiet)
+        record.data.update(message=result.message, counts=result.new_counts,
+                           version=str(result.version.path) if result.version else None)
+    print(result.message)
+    if result.new_counts:
+        print("added in this version:")
+        print("\n".join(counts_table(result.new_counts)))
+        print(f"version: {result.version.path}")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from overton.corpus.dataset import Version
+    from overton.corpus.report import describe_shard, describe_version
+
+    path = Path(args.path)
+    if path.is_file() and path.suffix == ".parquet":
+        lines = describe_shard(path, args.docs)
+    else:
+        lines = describe_version(Version.open(path), args.docs)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from overton.corpus.dataset import Version
+
+    version = Version.open(Path(args.path))
+    problems = version.verify()
+    for problem in problems:
+        print(f"{version.path}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"FAILED: {len(problems)} of {len(version.manifest['files'])} files differ from the manifest")
+        return EXIT_PARTIAL
+    print(f"ok: {len(version.manifest['files'])} files match {version.path / 'manifest.json'}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from overton.demo import run_demo
+
+    return run_demo(Path(args.workspace) if args.workspace else None, args.jobs)
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="overton", description=__doc__)
+    main.add_argument("--version", action="version", version=f"overton {__version__}")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_text, workspace=True):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if workspace:
+            sub.add_argument("--workspace", "-w", default=".", help="workspace folder (default: current folder)")
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = command("init", cmd_init, "create a workspace with a commented overton.toml", workspace=False)
+    sub.add_argument("dir")
+
+    sub = command("ingest", cmd_ingest, "import your own files (jsonl, json, gptj, csv, parquet, text) into raw/")
+    sub.add_argument("files", nargs="+", metavar="FILE")
+    sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
+    sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text"],
+                     help="input format (default: from each file's extension)")
+    sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files (default utf-8)")
+    sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
+                     help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
+    sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")
+
+    sub = command("build", cmd_build, "build the next dataset version from raw documents not yet built")
+    sub.add_argument("--jobs", "-j", type=int, help="worker processes (default: [build] jobs, 0 = all cores)")
+    sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard", workspace=False)
+    sub.add_argument("path", help="a version folder, a dataset folder (latest version) or a .parquet shard")
+    sub.add_argument("--docs", type=int, default=3, help="documents to show (default 3)")
+
+    sub = command("verify", cmd_verify, "recompute every checksum of a version; exit 1 if a file differs",
+                  workspace=False)
+    sub.add_argument("path", help="a version folder or a dataset folder (latest version)")
+
+    sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",
+                  workspace=False)
+    sub.add_argument("--workspace", "-w", help="folder for the demo workspace (default: a new temporary folder)")
+    sub.add_argument("--jobs", "-j", type=int, help="worker processes for the build")
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"overton: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("overton: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data model every other part of overton speaks: schema, shards, versions, workspace, config."""

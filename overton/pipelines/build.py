@@ -1,0 +1,343 @@
+"""``overton build``: raw documents not yet built -> the next dataset version.
+
+Three stages, each restartable:
+
+1. **Plan** (``state/build/<name>/<version>/plan.json``): the raw runs consumed, their files with
+   checksums, one task per raw row group, and the parameters. A rerun after a crash reuses it.
+2. **Tasks** (in parallel): per-document steps (size check, normalisation, admission). Each task
+   writes ``tasks/t-NNNNN.parquet`` and then its marker ``t-NNNNN.json``; finished tasks are skipped.
+3. **Finalize** (one process): exact dedup over everything (and against the parent version), then
+   shards into ``datasets/<name>/<version>/`` and the manifest, written last. A crash here redoes
+   only this stage.
+
+Output depends only on the inputs and the parameters, never on ``--jobs`` or task timing, so a
+killed and resumed build is byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from overton import __version__
+from overton.corpus.atomic import atomic_path, read_json, remove_temporaries, sha256_file, write_json
+from overton.corpus.config import Config, ShardConfig
+from overton.corpus.dataset import FORMAT, MANIFEST, Version, list_versions, version_name, version_number
+from overton.corpus.errors import UserError
+from overton.corpus.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
+from overton.corpus.shards import ShardWriter, row_group_rows
+from overton.corpus.workspace import RawRun, Workspace
+from overton.pipelines.checks import Admission, TooLarge
+from overton.pipelines.dedup_exact import ExactDedup
+from overton.pipelines.executor import LocalExecutor
+from overton.pipelines.normalize import Normalize
+from overton.pipelines.step import WORK_SCHEMA, Step, merge_stats, run_steps, to_work_batch
+
+_DEDUP_COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
+
+
+@dataclass
+class BuildResult:
+    version: Version | None
+    new_counts: dict[str, Any]
+    message: str
+
+
+def parameters(config: Config) -> dict[str, Any]:
+    """Everything that changes the output; recorded in the plan and the manifest."""
+    return {
+        "steps": ["too_large", "normalize", "admission", "dedup_content_sha256", "dedup_id"],
+        "normalize": config.normalize.model_dump(),
+        "max_doc_bytes": config.build.max_doc_bytes,
+        "max_replacement_chars": config.build.max_replacement_chars,
+        "shards": config.shards.model_dump(),
+    }
+
+
+def document_steps(params: dict[str, Any]) -> list[Step]:
+    return [
+        TooLarge(params["max_doc_bytes"]),
+        Normalize(**params["normalize"]),
+        Admission(params["max_replacement_chars"]),
+    ]
+
+
+# ---------------------------------------------------------------- plan
+
+
+def consumed_runs(versions: list[Version]) -> set[str]:
+    return {entry["run"] for version in versions for entry in version.manifest["inputs"]}
+
+
+def make_plan(workspace: Workspace, runs: list[RawRun], params: dict[str, Any]) -> dict[str, Any]:
+    inputs, tasks = [], []
+    for run in runs:
+        files = []
+        for part in run.parts():
+            relative = part.relative_to(workspace.root).as_posix()
+            groups = row_group_rows(part)
+            files.append(
+                {"path": relative, "rows": sum(groups), "bytes": part.stat().st_size, "sha256": sha256_file(part)}
+            )
+            tasks += [{"index": len(tasks), "path": relative, "row_group": g} for g in range(len(groups))]
+        inputs.append({"run": run.key, "files": files})
+    return {"parameters": params, "inputs": inputs, "tasks": tasks}
+
+
+def _usable_plan(work: Path, params: dict[str, Any], pending: set[str]) -> dict[str, Any] | None:
+    """The plan of an interrupted build, if it can still be finished as planned."""
+    plan_path = work / "plan.json"
+    if not plan_path.is_file():
+        return None
+    plan = read_json(plan_path)
+    if plan["parameters"] != params or not {i["run"] for i in plan["inputs"]} <= pending:
+        return None
+    return plan
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def _task_stem(work: Path, index: int) -> Path:
+    return work / "tasks" / f"t-{index:05d}"
+
+
+def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """One raw row group through the per-document steps; output file first, marker last."""
+    root, work, task, params = args
+    stem = _task_stem(Path(work), task["index"])
+    source_path = Path(root) / task["path"]
+    try:
+        table = pq.ParquetFile(source_path).read_row_group(task["row_group"])
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"{source_path}: cannot read row group {task['row_group']}: {exc}") from None
+    steps = document_steps(params)
+    pieces = []
+    for batch in table.to_batches():
+        live, rejected = run_steps(steps, to_work_batch(batch))
+        pieces += rejected + [live]
+    output = pa.Table.from_batches(pieces, schema=WORK_SCHEMA) if pieces else WORK_SCHEMA.empty_table()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(stem.with_suffix(".parquet")) as tmp:
+        pq.write_table(output, tmp, compression="zstd")
+    stats = {step.name: dict(step.stats) for step in steps}
+    write_json(stem.with_suffix(".json"), {"rows": table.num_rows, "stats": stats})
+    return {"index": task["index"], "stats": stats}
+
+
+# ---------------------------------------------------------------- finalize
+
+
+class _Finalizer:
+    """Dedup over the whole build, then write shards and the manifest into the version folder."""
+
+    def __init__(self, work: Path, plan: dict[str, Any], out: Path, parent: Version | None, progress: bool):
+        self.work, self.plan, self.out, self.parent, self.progress = work, plan, out, parent, progress
+        self.settings = ShardConfig.model_validate(plan["parameters"]["shards"]).settings()
+        self.task_files = [_task_stem(work, t["index"]).with_suffix(".parquet") for t in plan["tasks"]]
+
+    def _live(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+        """(rows already rejected by a task, live rows) for every batch of every task, in build order."""
+        for path in self.task_files:
+            for batch in pq.ParquetFile(path).iter_batches(columns=columns):
+                dead = pc.is_valid(batch.column("reject_reason"))
+                yield batch.filter(dead), batch.filter(pc.invert(dead))
+
+    def run(self) -> dict[str, Any]:
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        files = self._link_parent()
+        by_hash = ExactDedup("content_sha256", "exact_duplicate", self._known("content_sha256"))
+        by_id = ExactDedup("id", "duplicate_id", self._known("id"))
+        for _, live in self._live(_DEDUP_COLUMNS):
+            by_hash.index(live)
+        for _, live in self._live(_DEDUP_COLUMNS):
+            survivors, _ = run_steps([by_hash], live)
+            by_id.index(survivors)
+        by_hash.rewind()
+        new_files, counts = self._write([by_hash, by_id])
+        stats: dict[str, dict[str, int]] = {}
+        for marker in sorted((self.work / "tasks").glob("t-*.json")):
+            merge_stats(stats, read_json(marker)["stats"])
+        merge_stats(stats, {s.name: dict(s.stats) for s in (by_hash, by_id)})
+        return {"files": files + new_files, "counts": counts, "steps": stats}
+
+    def _known(self, column: str) -> list[tuple[str, str]]:
+        if self.parent is None:
+            return []
+        pairs = []
+        for batch in self.parent.iter_batches("data", columns=[column, "id"]):
+            pairs += zip(batch.column(column).to_pylist(), batch.column("id").to_pylist(), strict=True)
+        return pairs
+
+    def _link_parent(self) -> list[dict[str, Any]]:
+        """A version is a complete dataset: the parent's files are hard links, never rewritten."""
+        if self.parent is None:
+            return []
+        entries = []
+        for entry in self.parent.manifest["files"]:
+            target = self.out / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.parent.file_path(entry), target)
+            except OSError:
+                shutil.copy2(self.parent.file_path(entry), target)
+            entries.append(dict(entry))
+        return entries
+
+    def _next_index(self, kind: str, source: str | None = None) -> int:
+        if self.parent is None:
+            return 0
+        return len(self.parent.files(kind, source))
+
+    def _write(self, dedup: list[Step]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        writers: dict[str, ShardWriter] = {}
+        rejected = ShardWriter(self.out / "rejected", REJECTED_SCHEMA, self.settings,
+                               first_index=self._next_index("rejected"))
+        counts: dict[str, Counter] = {}
+
+        def count(batch: pa.RecordBatch, outcome: str) -> None:
+            sources = batch.column("source").to_pylist()
+            reasons = batch.column("reject_reason").to_pylist() if outcome == "rejected" else [None] * len(sources)
+            for source, reason in zip(sources, reasons, strict=True):
+                bucket = counts.setdefault(source, Counter())
+                bucket["input"] += 1
+                bucket[outcome] += 1
+                if reason:
+                    bucket[f"reason:{reason}"] += 1
+
+        for dead, live in tqdm(self._live(), desc="writing", unit="batch", disable=None if self.progress else True):
+            kept, dup_rejected = run_steps(dedup, live)
+            for batch in [dead, *dup_rejected]:
+                count(batch, "rejected")
+                rejected.write(batch)
+            count(kept, "kept")
+            for source in sorted(set(kept.column("source").to_pylist())):
+                if source not in writers:
+                    writers[source] = ShardWriter(self.out / "data" / source, DOCUMENT_SCHEMA, self.settings,
+                                                  first_index=self._next_index("data", source))
+                part = kept.filter(pc.equal(kept.column("source"), source))
+                writers[source].write(part.select(DOCUMENT_SCHEMA.names))
+        entries = []
+        for source, writer in sorted(writers.items()):
+            entries += [self._entry(shard, "data", source) for shard in writer.close()]
+        entries += [self._entry(shard, "rejected") for shard in rejected.close()]
+        return entries, _counts_dict(counts)
+
+    def _entry(self, shard, kind: str, source: str | None = None) -> dict[str, Any]:
+        entry = {
+            "path": shard.path.relative_to(self.out).as_posix(),
+            "kind": kind,
+            "rows": shard.rows,
+            "row_groups": shard.row_groups,
+            "bytes": shard.path.stat().st_size,
+            "sha256": sha256_file(shard.path),
+        }
+        if source is not None:
+            entry["source"] = source
+        return entry
+
+
+def _counts_dict(counts: dict[str, Counter]) -> dict[str, Any]:
+    sources = {}
+    for source, bucket in sorted(counts.items()):
+        reasons = {k.split(":", 1)[1]: v for k, v in sorted(bucket.items()) if k.startswith("reason:")}
+        sources[source] = {
+            "input": bucket["input"],
+            "kept": bucket["kept"],
+            "rejected": bucket["rejected"],
+            "reasons": reasons,
+        }
+    return {"sources": sources, **_totals(sources)}
+
+
+def _totals(sources: dict[str, Any]) -> dict[str, Any]:
+    reasons: Counter = Counter()
+    for entry in sources.values():
+        reasons.update(entry["reasons"])
+    return {
+        "input": sum(e["input"] for e in sources.values()),
+        "kept": sum(e["kept"] for e in sources.values()),
+        "rejected": sum(e["rejected"] for e in sources.values()),
+        "reasons": dict(sorted(reasons.items())),
+    }
+
+
+def add_counts(parent: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Counts of a version: its parent's plus what this build added."""
+    sources: dict[str, Any] = {}
+    for counts in (parent, new):
+        for source, entry in counts["sources"].items():
+            bucket = sources.setdefault(source, {"input": 0, "kept": 0, "rejected": 0, "reasons": {}})
+            for key in ("input", "kept", "rejected"):
+                bucket[key] += entry[key]
+            for reason, n in entry["reasons"].items():
+                bucket["reasons"][reason] = bucket["reasons"].get(reason, 0) + n
+    for bucket in sources.values():
+        bucket["reasons"] = dict(sorted(bucket["reasons"].items()))
+    return {"sources": dict(sorted(sources.items())), **_totals(sources)}
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, executor=None) -> BuildResult:
+    """Build the next version from raw runs not yet in any version; resume an interrupted one."""
+    config = workspace.config()
+    params = parameters(config)
+    dataset_dir = workspace.dataset_dir(config.dataset.name)
+    with workspace.lock("build"):
+        remove_temporaries(dataset_dir)
+        versions = [Version.open(dataset_dir / name) for name in list_versions(dataset_dir)]
+        parent = versions[-1] if versions else None
+        done = consumed_runs(versions)
+        pending = [run for run in workspace.raw_runs() if run.key not in done]
+        if not pending:
+            return BuildResult(parent, {}, "nothing new to build: every raw run is already in a version")
+        name = version_name(version_number(parent.name) + 1 if parent else 1)
+        work = workspace.state / "build" / config.dataset.name / name
+        plan = _usable_plan(work, params, {run.key for run in pending})
+        if plan is None:
+            if work.exists():
+                shutil.rmtree(work)
+            plan = make_plan(workspace, pending, params)
+            work.mkdir(parents=True)
+            write_json(work / "plan.json", plan)
+        remove_temporaries(work)
+
+        todo = [t for t in plan["tasks"] if not _task_stem(work, t["index"]).with_suffix(".json").is_file()]
+        executor = executor or LocalExecutor(jobs if jobs is not None else config.build.jobs)
+        with tqdm(total=len(plan["tasks"]), initial=len(plan["tasks"]) - len(todo), desc="documents",
+                  unit="task", disable=None if progress else True) as bar:
+            for _ in executor.map(run_task, [(str(workspace.root), str(work), t, params) for t in todo]):
+                bar.update()
+
+        out = dataset_dir / name
+        result = _Finalizer(work, plan, out, parent, progress).run()
+        manifest = {
+            "format": FORMAT,
+            "created_by": f"overton {__version__}",
+            "name": config.dataset.name,
+            "version": name,
+            "parent": parent.name if parent else None,
+            "parameters": params,
+            "inputs": plan["inputs"],
+            "files": sorted(result["files"], key=lambda f: f["path"]),
+            "counts": add_counts(parent.manifest["counts"], result["counts"]) if parent else result["counts"],
+            "added": result["counts"],
+            "steps": result["steps"],
+        }
+        write_json(out / MANIFEST, manifest)
+        shutil.rmtree(work)
+        return BuildResult(Version.open(out), result["counts"], f"built {config.dataset.name} {name}")

@@ -1,0 +1,222 @@
+"""``overton ingest``: the user's own files -> ``raw/<source>/<run-id>/`` in the corpus schema.
+
+Ingested documents then flow through the same build as crawled ones. Every record is either
+imported or refused with the file, line and reason; the rest of the file is still imported.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from overton.corpus.errors import UserError
+from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
+from overton.corpus.workspace import Workspace
+from overton.spiders.formats import FORMATS, Refusal, detect_format, read
+from overton.spiders.raw import RawRunWriter
+
+#: Where each schema field is looked for in an input record, first match wins (``--field`` overrides).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id",),
+    "title": ("title",),
+    "url": ("url",),
+    "text": ("text",),
+    "published_at": ("published_at", "date", "datetime"),
+    "speakers": ("speakers",),
+    "kind": ("kind",),
+    "keywords": ("keywords",),
+    "thematics": ("thematics",),
+    "license": ("license",),
+    "redistributable": ("redistributable",),
+    "meta": ("meta",),
+}
+_SPEAKER_NAME = ("name", "nom")
+_SPEAKER_ROLE = ("role", "function", "qualite")
+MAX_REPORTED = 1000
+
+
+@dataclass
+class IngestReport:
+    source: str
+    run_id: str | None = None
+    imported: int = 0
+    files: int = 0
+    refused: list[str] = field(default_factory=list)
+    refused_count: int = 0
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.refused_count += 1
+        if len(self.refused) < MAX_REPORTED:
+            self.refused.append(str(refusal))
+
+
+def parse_field_map(pairs: Iterable[str]) -> dict[str, str]:
+    """``["keywords=topics", ...]`` -> ``{"keywords": "topics"}``, refusing unknown schema fields."""
+    mapping = {}
+    for pair in pairs:
+        dest, sep, src = pair.partition("=")
+        if not sep or not src or dest not in ALIASES:
+            raise UserError(f"--field {pair!r}: expected FIELD=COLUMN with FIELD one of {', '.join(ALIASES)}")
+        mapping[dest] = src
+    return mapping
+
+
+def _as_list(value: Any, what: str) -> list[Any] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list):
+        return value
+    raise ValueError(f"'{what}' must be a list or a comma-separated string")
+
+
+def _first(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((mapping[k] for k in keys if mapping.get(k) not in (None, "")), None)
+
+
+def _speakers(value: Any) -> list[dict[str, str | None]] | None:
+    items = _as_list(value, "speakers")
+    if items is None:
+        return None
+    speakers = []
+    for item in items:
+        if isinstance(item, str):
+            speakers.append({"name": item, "role": None})
+        elif isinstance(item, dict) and _first(item, _SPEAKER_NAME):
+            role = _first(item, _SPEAKER_ROLE)
+            speakers.append({"name": str(_first(item, _SPEAKER_NAME)), "role": str(role) if role else None})
+        else:
+            raise ValueError("each speaker must be a name or an object with a 'name'")
+    return speakers
+
+
+def _strings(value: Any, what: str) -> list[str] | None:
+    items = _as_list(value, what)
+    return None if items is None else [str(item) for item in items]
+
+
+def to_document(fields: Mapping[str, Any], source: str, fetched_at: datetime,
+                field_map: Mapping[str, str], default_license: str | None) -> dict[str, Any]:
+    """Map one input record to a schema row; raise ValueError with the reason when it cannot be."""
+    used: set[str] = set()
+
+    def get(name: str) -> Any:
+        keys = (field_map[name],) if name in field_map else ALIASES[name]
+        for key in keys:
+            if fields.get(key) not in (None, ""):
+                used.add(key)
+                return fields[key]
+        used.update(k for k in keys if k in fields)
+        return None
+
+    text = get("text")
+    if text is None:
+        if "text" not in fields and "text" not in field_map:
+            raise ValueError("record has no 'text' field")
+        text = ""
+    if not isinstance(text, str):
+        raise ValueError(f"'text' must be a string, got {type(text).__name__}")
+    raw_id = get("id")
+    key = str(raw_id) if raw_id is not None else text_sha256(text)[:16]
+    doc_id = key if key.startswith(f"{source}:") else make_id(source, key)
+    try:
+        published_at = parse_timestamp(get("published_at"))
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"bad published_at: {exc}") from None
+    redistributable = get("redistributable")
+    if redistributable is not None and not isinstance(redistributable, bool):
+        raise ValueError("'redistributable' must be true or false")
+    meta = get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else ({"meta": meta} if meta is not None else {})
+    meta.update({k: v for k, v in fields.items() if k not in used and v not in (None, "")})
+    optional = {name: get(name) for name in ("url", "title", "kind", "license")}
+    return {
+        "id": doc_id,
+        "source": source,
+        "url": _opt_str(optional["url"]),
+        "title": _opt_str(optional["title"]),
+        "text": text,
+        "published_at": published_at,
+        "fetched_at": fetched_at,
+        "speakers": _speakers(get("speakers")),
+        "kind": _opt_str(optional["kind"]),
+        "keywords": _strings(get("keywords"), "keywords"),
+        "thematics": _strings(get("thematics"), "thematics"),
+        "license": _opt_str(optional["license"]) or default_license,
+        "redistributable": redistributable,
+        "content_sha256": text_sha256(text),
+        "meta": dump_meta(meta),
+    }
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def ingest(
+    workspace: Workspace,
+    paths: list[Path],
+    source: str,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+    field_map: Mapping[str, str] | None = None,
+    default_license: str | None = None,
+    on_refusal: Callable[[Refusal], None] | None = None,
+) -> IngestReport:
+    """Import ``paths`` as one raw run of ``source``; nothing is written if nothing is importable."""
+    try:
+        check_source_name(source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if fmt is not None and fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if encoding.lower().replace("-", "").replace("_", "") != "utf8" and fmt != "text":
+        raise UserError("--encoding applies to plain text files only: pass --format text")
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+    field_map = dict(field_map or {})
+    report = IngestReport(source=source)
+    fetched_at = datetime.now(UTC)
+    writer = RawRunWriter(workspace, source, "ingest")
+
+    def refuse(refusal: Refusal) -> None:
+        report.refuse(refusal)
+        if on_refusal:
+            on_refusal(refusal)
+
+    try:
+        for path in paths:
+            report.files += 1
+            file_format = fmt or detect_format(path)
+            if file_format is None:
+                refuse(Refusal(str(path), "unknown file type: pass --format"))
+                continue
+            for item in read(path, file_format, encoding):
+                if isinstance(item, Refusal):
+                    refuse(item)
+                    continue
+                try:
+                    row = to_document(item.fields, source, fetched_at, field_map, default_license)
+                except ValueError as exc:
+                    refuse(Refusal(item.where, str(exc)))
+                    continue
+                writer.add(row)
+                report.imported += 1
+        if report.imported == 0:
+            writer.abort()
+            shutil.rmtree(writer.path)
+            return report
+        writer.commit({"job": "ingest", "files": [str(p) for p in paths], "refused": report.refused_count,
+                       "fetched_at": fetched_at.isoformat()})
+        report.run_id = writer.run_id
+        return report
+    except BaseException:
+        writer.abort()
+        raise
+
