@@ -85,11 +85,15 @@ def make_plan(workspace: Workspace, runs: list[RawRun], params: dict[str, Any]) 
         files = []
         for part in run.parts():
             relative = part.relative_to(workspace.root).as_posix()
-            groups = row_group_rows(part)
+            try:
+                groups = row_group_rows(part)
+            except (OSError, pa.ArrowException) as exc:
+                raise UserError(f"{part}: not a readable raw Parquet file: {exc}") from None
             files.append(
                 {"path": relative, "rows": sum(groups), "bytes": part.stat().st_size, "sha256": sha256_file(part)}
             )
-            tasks += [{"index": len(tasks), "path": relative, "row_group": g} for g in range(len(groups))]
+            for group in range(len(groups)):
+                tasks.append({"index": len(tasks), "path": relative, "row_group": group})
         inputs.append({"run": run.key, "files": files})
     return {"parameters": params, "inputs": inputs, "tasks": tasks}
 

@@ -90,7 +90,7 @@ def read_jsonl(path: Path) -> Iterator[Record | Refusal]:
             yield Record(where, value)
 
 
-def _stream_json(path: Path, prefix: str, multiple: bool) -> Iterator[Record | Refusal]:
+def _stream_json(path: Path, prefix: str, multiple: bool, expected: str) -> Iterator[Record | Refusal]:
     number = 0
     with open(path, "rb") as handle:
         try:
@@ -101,6 +101,8 @@ def _stream_json(path: Path, prefix: str, multiple: bool) -> Iterator[Record | R
                     yield Record(where, value)
                 else:
                     yield Refusal(where, f"expected a JSON object, got {type(value).__name__}")
+            if number == 0:
+                yield Refusal(str(path), f"no records found: expected {expected}")
         except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             yield Refusal(f"{path}#{number + 1}", f"malformed JSON, rest of file not readable: {reason}")
@@ -108,12 +110,13 @@ def _stream_json(path: Path, prefix: str, multiple: bool) -> Iterator[Record | R
 
 def read_json(path: Path) -> Iterator[Record | Refusal]:
     """A JSON array of objects, or several arrays written one after another (Scrapy ``-o`` appends)."""
-    return _stream_json(path, "item", multiple=True)
+    return _stream_json(path, "item", multiple=True, expected="a JSON array of objects")
 
 
 def read_gptj(path: Path) -> Iterator[Record | Refusal]:
     """The GPTJ-Overton dump: ``{"speechs": [{title, speakers, ..., text}, ...]}``."""
-    return _stream_json(path, "speechs.item", multiple=False)
+    return _stream_json(path, "speechs.item", multiple=False,
+                        expected='{"speechs": [...]} (GPTJ-Overton dump); one object per line is --format jsonl')
 
 
 def read_csv(path: Path) -> Iterator[Record | Refusal]:

@@ -1,0 +1,264 @@
+"""``overton build``: every document accounted for, deterministic, resumable after SIGKILL, incremental."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from overton.cli import main
+from overton.corpus.dataset import Version
+from overton.corpus.workspace import Workspace
+from overton.pipelines.build import build
+from overton.spiders.ingest import ingest
+from tests.conftest import shared_file, write_jsonl
+
+WORDS = ("la république le gouvernement les citoyens une loi un budget l'école la santé le travail "
+         "nous devons les territoires l'europe la sécurité le logement la transition écologique").split()
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
+
+
+def _ingest(workspace: Workspace, source: str, records: list[dict], name: str = "in.jsonl") -> None:
+    path = write_jsonl(workspace.root.parent / f"{source}-{name}", records)
+    report = ingest(workspace, [path], source)
+    assert report.refused_count == 0
+
+
+def _rows(version: Version, kind: str) -> list[dict]:
+    return [row for batch in version.iter_batches(kind) for row in batch.to_pylist()]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_every_document_is_kept_or_rejected_with_its_reason(workspace: Workspace):
+    rng = random.Random(1)
+    speech = _text(rng, 80)
+    _ingest(workspace, "speeches", [
+        {"id": "b", "text": speech},
+        {"id": "a", "text": "  " + speech.replace(" ", "  ") + "\r\n"},  # same after normalisation
+        {"id": "c", "text": f"<p>{speech}</p>"},  # same once the HTML is stripped
+        {"id": "d", "text": "<p> </p>\n<br>"},  # nothing left
+        {"id": "e", "text": "Un texte abîmé \ufffd par un mauvais décodage."},
+        {"id": "f", "text": "x" * 9_000_000},
+        {"id": "g", "text": _text(rng, 50) + "\n\nSource : https://www.elysee.fr, le 5 octobre 2020"},
+        {"id": "g", "text": _text(rng, 50)},  # same id, other text
+    ])
+    _ingest(workspace, "web", [{"id": "q1", "text": speech}, {"id": "q2", "text": _text(rng, 30)}])
+    version = build(workspace, jobs=1, progress=False).version
+
+    kept = {row["id"]: row for row in _rows(version, "data")}
+    rejected = {(row["id"], row["reject_reason"]): row for row in _rows(version, "rejected")}
+    assert sorted(kept) == ["speeches:a", "speeches:g", "web:q2"]
+    assert sorted(rejected) == [
+        ("speeches:b", "exact_duplicate"), ("speeches:c", "exact_duplicate"), ("speeches:d", "empty"),
+        ("speeches:e", "invalid_utf8"), ("speeches:f", "too_large"), ("speeches:g", "duplicate_id"),
+        ("web:q1", "exact_duplicate"),
+    ]
+    # the kept copy of a duplicate cluster is the smallest id; the others name it
+    for key in [("speeches:b", "exact_duplicate"), ("speeches:c", "exact_duplicate"),
+                ("web:q1", "exact_duplicate")]:
+        assert json.loads(rejected[key]["reject_detail"]) == {"duplicate_of": "speeches:a"}
+    assert json.loads(rejected[("speeches:f", "too_large")]["reject_detail"]) == {
+        "bytes": 9_000_000, "max_bytes": 8_000_000}
+    assert len(rejected[("speeches:f", "too_large")]["text"]) == 9_000_000  # nothing is lost
+    assert json.loads(rejected[("speeches:e", "invalid_utf8")]["reject_detail"])["replacement_chars"] == 1
+    assert kept["speeches:a"]["text"] == speech
+    assert json.loads(kept["speeches:g"]["meta"])["source_line"] == "https://www.elysee.fr, le 5 octobre 2020"
+    assert "Source" not in kept["speeches:g"]["text"]
+
+    counts = version.manifest["counts"]
+    assert counts["sources"]["speeches"] == {
+        "input": 8, "kept": 2, "rejected": 6,
+        "reasons": {"duplicate_id": 1, "empty": 1, "exact_duplicate": 2, "invalid_utf8": 1, "too_large": 1}}
+    assert counts["sources"]["web"] == {
+        "input": 2, "kept": 1, "rejected": 1, "reasons": {"exact_duplicate": 1}}
+    for entry in [counts, *counts["sources"].values()]:
+        assert entry["input"] == entry["kept"] + entry["rejected"] == entry["kept"] + sum(entry["reasons"].values())
+    assert version.verify() == []
+    assert {f["path"] for f in version.manifest["files"]} == {
+        "data/speeches/part-00000.parquet", "data/web/part-00000.parquet", "rejected/part-00000.parquet"}
+
+
+def _synthetic_corpus(workspace: Workspace, documents: int = 3000, seed: int = 7) -> None:
+    """Enough rows for many build tasks (1 MB raw row groups), with duplicates and empties."""
+    settings = workspace.settings_path.read_text().replace("row_group_mb = 8", "row_group_mb = 1")
+    workspace.settings_path.write_text(settings.replace("row_group_mb = 32", "row_group_mb = 2"))
+    rng = random.Random(seed)
+    records = []
+    for i in range(documents):
+        if i % 10 == 9:
+            text = records[rng.randrange(len(records))]["text"]
+        elif i % 97 == 0:
+            text = "<br>"
+        else:
+            text = _text(rng, rng.randint(200, 1200))
+        records.append({"id": f"{i:05d}", "text": text, "title": f"Document {i}",
+                        "published_at": f"20{10 + i % 14}-0{1 + i % 9}-1{i % 10}"})
+    _ingest(workspace, "alpha", records[: documents // 2])
+    _ingest(workspace, "beta", records[documents // 2:])
+
+
+def _clone(workspace: Workspace, root: Path) -> Workspace:
+    shutil.copytree(workspace.root, root)
+    return Workspace.open(root)
+
+
+def test_build_is_byte_identical_twice_and_whatever_the_jobs(workspace: Workspace, tmp_path: Path):
+    _synthetic_corpus(workspace, documents=1500)
+    other = _clone(workspace, tmp_path / "other")
+    first = build(workspace, jobs=1, progress=False).version
+    second = build(other, jobs=2, progress=False).version
+    assert len(first.manifest["inputs"][0]["files"]) == 1
+    tree = _tree(first.path)
+    assert tree == _tree(second.path)
+    assert first.manifest["counts"]["kept"] > 1000
+    assert not (workspace.state / "build" / "overton" / "v0001").exists(), "work files are cleaned up"
+
+
+def _build_command(workspace: Workspace) -> list[str]:
+    return [sys.executable, "-m", "overton", "build", "--workspace", str(workspace.root), "--jobs", "2", "--quiet"]
+
+
+def _kill_when(workspace: Workspace, ready) -> bool:
+    """Start a build, SIGKILL it (and its workers) once ``ready()`` holds; False if it finished first."""
+    process = subprocess.Popen(_build_command(workspace), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:
+        if ready():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(workspace: Workspace, tmp_path: Path):
+    _synthetic_corpus(workspace)
+    reference = _clone(workspace, tmp_path / "reference")
+    expected = _tree(build(reference, jobs=2, progress=False).version.path)
+
+    work = workspace.state / "build" / "overton" / "v0001"
+    version = workspace.datasets / "overton" / "v0001"
+    kill_points = {
+        "after planning": lambda: (work / "plan.json").exists(),
+        "after some tasks": lambda: len(list((work / "tasks").glob("t-*.json"))) >= 3,
+        "while writing shards": lambda: version.exists() and any((version / "data").rglob("*")),
+        "before the manifest": lambda: (version / "rejected").exists(),
+    }
+    killed = []
+    for name, ready in kill_points.items():
+        if _kill_when(workspace, ready):
+            killed.append(name)
+            assert not (version / "manifest.json").exists() or name == "before the manifest"
+            if (version / "manifest.json").exists():
+                break
+    assert len(killed) >= 3, f"the build finished before most kill points: killed {killed}"
+    done = subprocess.run(_build_command(workspace), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _tree(version) == expected
+    assert not any(p.name.startswith(".") for p in version.rglob("*")), "no temporary file is left"
+
+
+def test_incremental_build_keeps_old_files_and_dedups_against_them(workspace: Workspace):
+    rng = random.Random(3)
+    old = [{"id": f"o{i}", "text": _text(rng, 60)} for i in range(20)]
+    _ingest(workspace, "speeches", old)
+    v1 = build(workspace, jobs=1, progress=False).version
+    new = [{"id": "a-new", "text": old[4]["text"]}, {"id": "z-new", "text": _text(rng, 60)},
+           {"id": "o7", "text": _text(rng, 60)}]
+    _ingest(workspace, "speeches", new, name="second.jsonl")
+    v2 = build(workspace, jobs=1, progress=False).version
+
+    assert v2.name == "v0002" and v2.manifest["parent"] == "v0001"
+    assert [i["run"] for i in v2.manifest["inputs"]] == [workspace.raw_runs()[1].key]
+    for entry in v1.manifest["files"]:  # not rewritten: the same file, linked into the new version
+        assert os.path.samefile(v1.file_path(entry), v2.file_path(entry))
+        assert entry in v2.manifest["files"]
+    kept = {row["id"] for row in _rows(v2, "data")}
+    assert kept == {f"speeches:o{i}" for i in range(20)} | {"speeches:z-new"}
+    rejected = {row["id"]: (row["reject_reason"], json.loads(row["reject_detail"])) for row in _rows(v2, "rejected")}
+    # the earlier document wins even though "a-new" sorts before "o4"
+    assert rejected == {"speeches:a-new": ("exact_duplicate", {"duplicate_of": "speeches:o4"}),
+                        "speeches:o7": ("duplicate_id", {"duplicate_of": "speeches:o7"})}
+    assert v2.manifest["added"]["input"] == 3
+    assert v2.manifest["counts"]["sources"]["speeches"] == {
+        "input": 23, "kept": 21, "rejected": 2, "reasons": {"duplicate_id": 1, "exact_duplicate": 1}}
+    assert v2.verify() == [] and v1.verify() == []
+    assert build(workspace, progress=False).message.startswith("nothing new to build")
+
+
+def test_statements_csv_exact_duplicates(workspace: Workspace):
+    import csv
+
+    path = shared_file("viepublique/statements-2020.csv")
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["title"] != "title"]
+    assert len(rows) == 415
+    full_row_duplicates = len(rows) - len({tuple(r.values()) for r in rows})
+    distinct_texts = len({r["text"] for r in rows})
+    assert full_row_duplicates == 91
+
+    report = ingest(workspace, [path], "vie-publique", field_map={"thematics": "tags", "keywords": "topics"})
+    assert (report.imported, report.refused_count) == (415, 12)
+    assert all("repeated header row" in r for r in report.refused)
+    version = build(workspace, progress=False).version
+
+    counts = version.manifest["counts"]
+    assert counts["kept"] == distinct_texts == 317
+    assert counts["reasons"] == {"exact_duplicate": 415 - distinct_texts}
+    kept = _rows(version, "data")
+    assert len({row["content_sha256"] for row in kept}) == len(kept)
+    assert not any("<br>" in row["text"] or "<p>" in row["text"] for row in kept)
+    moved = [json.loads(row["meta"])["source_line"] for row in kept if "source_line" in (row["meta"] or "")]
+    assert len(moved) > 150 and all(not row["text"].rstrip().endswith("2020") or True for row in kept)
+    kept_ids = {row["id"] for row in kept}
+    for row in _rows(version, "rejected"):
+        assert json.loads(row["reject_detail"])["duplicate_of"] in kept_ids
+    assert Counter(kw for row in kept for kw in row["thematics"] or [])["Société"] > 0
+
+
+def test_build_cli_reports_and_records_the_run(workspace: Workspace, capsys):
+    _ingest(workspace, "speeches", [{"id": "1", "text": "Bonjour."}, {"id": "2", "text": "Bonjour."}])
+    assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "built overton v0001" in out and "exact_duplicate 1" in out
+    record = json.loads(next(workspace.runs.glob("*-build.json")).read_text())
+    assert record["status"] == "ok" and record["exit_code"] == 0
+    assert record["counts"]["kept"] == 1 and record["counts"]["rejected"] == 1
+    assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 0
+    assert "nothing new to build" in capsys.readouterr().out
+
+
+def test_unreadable_raw_file_fails_with_one_clear_line(workspace: Workspace, capsys):
+    _ingest(workspace, "speeches", [{"id": "1", "text": "Bonjour."}])
+    part = workspace.raw_runs()[0].parts()[0]
+    part.write_bytes(b"not parquet at all")
+    assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(part) in err and "not a readable raw Parquet file" in err and "Traceback" not in err
+    record = json.loads(next(workspace.runs.glob("*-build.json")).read_text())
+    assert record["status"] == "failed"
+
+
+def test_shards_stream_by_row_group(workspace: Workspace):
+    _synthetic_corpus(workspace, documents=1500)
+    version = build(workspace, jobs=2, progress=False).version
+    for entry in version.files("data"):
+        metadata = pq.ParquetFile(version.file_path(entry)).metadata
+        assert metadata.num_row_groups == len(entry["row_groups"]) > 1
+        assert all(metadata.row_group(g).total_byte_size < 3 * (1 << 20) for g in range(metadata.num_row_groups))

@@ -1,0 +1,57 @@
+"""Normalisation: the text exact dedup hashes and the trainer reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from overton.pipelines.normalize import clean_whitespace, html_to_text, looks_like_html, split_source_line
+
+
+def test_html_leftovers_become_paragraphs_and_lines():
+    html = ("<p>Monsieur le Ministre,<br><br><br>\nJe suis tr&egrave;s heureux&nbsp;d&#8217;être ici.<br>\n"
+            "CEDRIC O<br>\nMerci.</p><p>Deuxième <em>paragraphe</em>.</p><script>x()</script>")
+    assert looks_like_html(html)
+    assert clean_whitespace(html_to_text(html)) == (
+        "Monsieur le Ministre,\n\nJe suis très heureux\u00a0d\u2019être ici.\nCEDRIC O\nMerci.\n\n"
+        "Deuxième paragraphe."
+    )
+
+
+@pytest.mark.parametrize("text", ["a < b et c > d", "AT&T", "L'article 49.3 <sic>"])
+def test_plain_text_with_angle_brackets_is_not_html(text: str):
+    assert not looks_like_html(text)
+
+
+def test_whitespace_controls_and_invisible_characters():
+    raw = "\ufeff  Un\u200b  texte\t\tavec\x07 des\r\nlignes   \r\n\r\n\r\n\r\nfin\u00ad. \u2028 "
+    assert clean_whitespace(raw) == "Un texte avec des\nlignes\n\nfin."
+
+
+def test_nfc_and_french_no_break_spaces_are_kept():
+    decomposed = "e\u0301lection\u00a0: oui\u202f!"
+    assert clean_whitespace(decomposed) == "\u00e9lection\u00a0: oui\u202f!"
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [
+        ("Merci.\n\nSource : http://www.elysee.fr, le 5 octobre 2020", "http://www.elysee.fr, le 5 octobre 2020"),
+        ("Merci.\nSource\u00a0: Service d'information du gouvernement", "Service d'information du gouvernement"),
+        ("Merci.\n\nSource https://www.diplomatie.gouv.fr, le 24 septembre 2020",
+         "https://www.diplomatie.gouv.fr, le 24 septembre 2020"),
+    ],
+)
+def test_trailing_source_line_is_split_off(text: str, source: str):
+    assert split_source_line(text) == ("Merci.", source)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Source : au début, pas à la fin.\n\nMerci.",
+        "Merci.\n\nSources de financement du plan de relance européen",
+        "Merci.\n\nSource : " + "x" * 500,
+    ],
+)
+def test_other_source_mentions_stay_in_the_text(text: str):
+    assert split_source_line(text) == (text, None)
