@@ -14,6 +14,13 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 _SHOWN_REFUSALS = 20
 
 
+def _jobs(value: str) -> int:
+    jobs = int(value)
+    if jobs < 0:
+        raise argparse.ArgumentTypeError("must be 0 (all cores) or more")
+    return jobs
+
+
 def _workspace(args) -> Workspace:
     return Workspace.open(Path(args.workspace))
 
@@ -76,12 +83,17 @@ def cmd_build(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from pyarrow import ArrowException
+
     from overton.corpus.dataset import Version
     from overton.corpus.report import describe_shard, describe_version
 
     path = Path(args.path)
     if path.is_file() and path.suffix == ".parquet":
-        lines = describe_shard(path, args.docs)
+        try:
+            lines = describe_shard(path, args.docs)
+        except (OSError, ArrowException) as exc:
+            raise UserError(f"{path}: not a readable Parquet file: {exc}") from None
     else:
         lines = describe_version(Version.open(path), args.docs)
     print("\n".join(lines))
@@ -134,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")
 
     sub = command("build", cmd_build, "build the next dataset version from raw documents not yet built")
-    sub.add_argument("--jobs", "-j", type=int, help="worker processes (default: [build] jobs, 0 = all cores)")
+    sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes (default: [build] jobs, 0 = all cores)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard", workspace=False)
@@ -148,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",
                   workspace=False)
     sub.add_argument("--workspace", "-w", help="folder for the demo workspace (default: a new temporary folder)")
-    sub.add_argument("--jobs", "-j", type=int, help="worker processes for the build")
+    sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes for the build")
     return main
 
 

@@ -8,6 +8,7 @@ never leave it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -71,9 +72,12 @@ class Version:
             if not versions:
                 raise UserError(f"{path}: not a dataset version (no {MANIFEST}) and holds no committed version")
             path = path / versions[-1]
-        manifest = read_json(path / MANIFEST)
-        if manifest.get("format") != FORMAT:
-            raise UserError(f"{path / MANIFEST}: unknown manifest format {manifest.get('format')!r}")
+        try:
+            manifest = read_json(path / MANIFEST)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path / MANIFEST}: not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise UserError(f"{path / MANIFEST}: not an overton manifest (expected format {FORMAT!r})")
         for entry in manifest["files"]:
             member_path(path, entry["path"])
         return cls(path=path, manifest=manifest)

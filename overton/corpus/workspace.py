@@ -146,7 +146,7 @@ class RunRecord:
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "ok" if exc is None and self.exit_code == 0 else "failed"
         if exc is not None:
-            self.exit_code = self.exit_code or 1
+            self.exit_code = self.exit_code or (2 if isinstance(exc, UserError) else 1)
             self.data.setdefault("error", f"{exc_type.__name__}: {exc}")
         self.workspace.runs.mkdir(parents=True, exist_ok=True)
         write_json(

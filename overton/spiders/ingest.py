@@ -131,10 +131,13 @@ def to_document(fields: Mapping[str, Any], source: str, fetched_at: datetime,
     redistributable = get("redistributable")
     if redistributable is not None and not isinstance(redistributable, bool):
         raise ValueError("'redistributable' must be true or false")
-    meta = get("meta")
+    optional = {name: get(name) for name in ("url", "title", "kind", "license")}
+    speakers = _speakers(get("speakers"))
+    keywords = _strings(get("keywords"), "keywords")
+    thematics = _strings(get("thematics"), "thematics")
+    meta = get("meta")  # last: every field read above is in `used`, only the extras are left for meta
     meta = dict(meta) if isinstance(meta, dict) else ({"meta": meta} if meta is not None else {})
     meta.update({k: v for k, v in fields.items() if k not in used and v not in (None, "")})
-    optional = {name: get(name) for name in ("url", "title", "kind", "license")}
     return {
         "id": doc_id,
         "source": source,
@@ -143,10 +146,10 @@ def to_document(fields: Mapping[str, Any], source: str, fetched_at: datetime,
         "text": text,
         "published_at": published_at,
         "fetched_at": fetched_at,
-        "speakers": _speakers(get("speakers")),
+        "speakers": speakers,
         "kind": _opt_str(optional["kind"]),
-        "keywords": _strings(get("keywords"), "keywords"),
-        "thematics": _strings(get("thematics"), "thematics"),
+        "keywords": keywords,
+        "thematics": thematics,
         "license": _opt_str(optional["license"]) or default_license,
         "redistributable": redistributable,
         "content_sha256": text_sha256(text),
