@@ -43,7 +43,7 @@ def cmd_ingest(args) -> int:
         if shown <= _SHOWN_REFUSALS:
             print(f"refused: {refusal}", file=sys.stderr)
 
-    with workspace.lock("ingest"), RunRecord(workspace, "ingest") as record:
+    with RunRecord(workspace, "ingest") as record:
         report = ingest(
             workspace,
             [Path(p) for p in args.files],

@@ -1,0 +1,1 @@
+"""Build steps (raw -> dataset version) and the executors that run them."""

@@ -1,0 +1,1 @@
+"""Collectors: everything that brings documents into ``raw/`` (file ingest now, crawlers later)."""

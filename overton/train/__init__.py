@@ -1,0 +1,1 @@
+"""Training consumer: streaming loader, packing, GPT-J training loop, checkpoints (extra ``train``)."""
