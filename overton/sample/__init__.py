@@ -1,0 +1,1 @@
+"""Bundled sample corpus for ``overton demo``: original text written for overton (CC0-1.0), see README.md."""

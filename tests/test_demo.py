@@ -1,0 +1,57 @@
+"""``overton demo``: the bundled sample goes through ingest and build with known results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from overton.corpus.dataset import Version
+from overton.demo import sample_dir
+
+
+def _speech_id(text: str) -> str:
+    return "speeches:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
+    overton = Path(sys.executable).parent / "overton"  # the installed console script
+    done = subprocess.run([str(overton), "demo", "--workspace", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\s+total\s+71\s+65\s+6$", done.stdout, re.MULTILINE)
+    assert "rejected by reason: empty 2, exact_duplicate 4" in done.stdout
+
+    version = Version.open(tmp_path / "demo" / "datasets" / "overton")
+    assert version.verify() == []
+    counts = version.manifest["counts"]["sources"]
+    assert {s: (c["input"], c["kept"], c["rejected"]) for s, c in counts.items()} == {
+        "encyclopedia": (18, 17, 1), "questions": (29, 28, 1), "speeches": (24, 20, 4)}
+    assert version.manifest["steps"]["normalize"]["html_stripped"] == 5
+    assert version.manifest["steps"]["normalize"]["source_lines_moved"] == 6
+
+    speeches = json.loads((sample_dir() / "speeches.json").read_text(encoding="utf-8"))["speechs"]
+    ids = [_speech_id(s["text"]) for s in speeches]
+    rejected = {row["id"]: (row["reject_reason"], json.loads(row["reject_detail"]))
+                for batch in version.iter_batches("rejected") for row in batch.to_pylist()}
+    assert rejected == {
+        # the smallest id wins, as strings: "2935610" < "301577"
+        "encyclopedia:301577": ("exact_duplicate", {"duplicate_of": "encyclopedia:2935610"}),
+        "questions:qa-1023": ("exact_duplicate", {"duplicate_of": "questions:qa-1003"}),
+        max(ids[2], ids[18]): ("exact_duplicate", {"duplicate_of": min(ids[2], ids[18])}),
+        max(ids[6], ids[21]): ("exact_duplicate", {"duplicate_of": min(ids[6], ids[21])}),
+        ids[20]: ("empty", {}),
+        ids[23]: ("empty", {}),
+    }
+    kept = {row["id"]: row for batch in version.iter_batches("data") for row in batch.to_pylist()}
+    for position in (3, 9, 15):  # leftover HTML cleaned
+        text = kept[ids[position]]["text"]
+        assert "<" not in text and "&eacute;" not in text and "é" in text
+    for position in (1, 4, 7, 10, 13, 16):  # the "Source :" line moved to meta
+        row = kept[ids[position]]
+        assert json.loads(row["meta"])["source_line"].startswith("https://")
+        assert "Source :" not in row["text"]
+    assert kept[ids[0]]["speakers"][0]["role"] and kept[ids[0]]["published_at"].year == 2015
