@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
-from overton.pipelines.normalize import clean_whitespace, html_to_text, looks_like_html, split_source_line
+from overton.pipelines.normalize import clean_whitespace, html_mask, html_to_text, split_source_line
 
 
 def test_html_leftovers_become_paragraphs_and_lines():
     html = ("<p>Monsieur le Ministre,<br><br><br>\nJe suis tr&egrave;s heureux&nbsp;d&#8217;être ici.<br>\n"
             "CEDRIC O<br>\nMerci.</p><p>Deuxième <em>paragraphe</em>.</p><script>x()</script>")
-    assert looks_like_html(html)
-    assert clean_whitespace(html_to_text(html)) == (
+    assert html_mask(pa.array([html, "l&#8217;État", "L&apos;État"])) == [True, True, True]
+    assert clean_whitespace([html_to_text(html)]) == [
         "Monsieur le Ministre,\n\nJe suis très heureux\u00a0d\u2019être ici.\nCEDRIC O\nMerci.\n\n"
         "Deuxième paragraphe."
-    )
+    ]
 
 
 @pytest.mark.parametrize("text", ["a < b et c > d", "AT&T", "L'article 49.3 <sic>"])
 def test_plain_text_with_angle_brackets_is_not_html(text: str):
-    assert not looks_like_html(text)
+    assert html_mask(pa.array([text])) == [False]
 
 
 def test_whitespace_controls_and_invisible_characters():
     raw = "\ufeff  Un\u200b  texte\t\tavec\x07 des\r\nlignes   \r\n\r\n\r\n\r\nfin\u00ad. \u2028 "
-    assert clean_whitespace(raw) == "Un texte avec des\nlignes\n\nfin."
+    assert clean_whitespace([raw]) == ["Un texte avec des\nlignes\n\nfin."]
 
 
 def test_nfc_and_french_no_break_spaces_are_kept():
     decomposed = "e\u0301lection\u00a0: oui\u202f!"
-    assert clean_whitespace(decomposed) == "\u00e9lection\u00a0: oui\u202f!"
+    assert clean_whitespace([decomposed]) == ["\u00e9lection\u00a0: oui\u202f!"]
 
 
 @pytest.mark.parametrize(
@@ -55,3 +56,17 @@ def test_trailing_source_line_is_split_off(text: str, source: str):
 )
 def test_other_source_mentions_stay_in_the_text(text: str):
     assert split_source_line(text) == (text, None)
+
+
+def test_white_space_rules_each_do_their_part():
+    texts = [
+        "a\u2003\u2003b \tc\u3000d",  # exotic and mixed runs of horizontal space -> one space
+        "ligne \u00a0\nsuite\n\u202f fin",  # no space at the ends of lines
+        "x\x85y\u2028z\x0bw\x0cv\rt",  # every line break becomes \n
+        "un\n\n\n\n\ndeux",  # at most one blank line
+        "\x00\x1fctrl\x7f\x9f",  # C0 and C1 controls
+        "\u00a0\u202f entouré \n\n",  # trimmed, no-break spaces included
+        "",
+    ]
+    assert clean_whitespace(texts) == [
+        "a b c d", "ligne\nsuite\nfin", "x\ny\nz\nw\nv\nt", "un\n\ndeux", "ctrl", "entouré", ""]

@@ -11,35 +11,44 @@ import unicodedata
 
 import lxml.html
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from overton.corpus.schema import dump_meta, load_meta, text_sha256
 from overton.pipelines.step import Step, set_column
 
-_HTML_HINT = re.compile(
-    r"</?(?:p|br|div|span|a|em|strong|b|i|u|ul|ol|li|h[1-6]|blockquote|table|tr|td|th|sup|sub|font)\b[^>]*>"
-    r"|&(?:[a-zA-Z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});",
-    re.IGNORECASE,
+# RE2 patterns (pyarrow.compute), applied to a whole batch at once.
+_HTML_HINT = (
+    r"(?i)</?(?:p|br|div|span|a|em|strong|b|i|u|ul|ol|li|h[1-6]|blockquote|table|tr|td|th|sup|sub|font)\b[^>]*>"
+    r"|&(?:[a-zA-Z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});"
 )
+_HSPACE = r"\t\x{1680}\x{2000}-\x{200a}\x{205f}\x{3000}"  # horizontal spaces but " " and the no-break ones
+_KEEP_SPACE = r" \x{a0}\x{202f}"  # spaces French typography relies on (no-break before ; : ! ?)
+_WHITESPACE_RULES = (
+    # every line break becomes "\n"
+    (r"\r\n?|[\x0b\x0c\x{85}\x{2028}\x{2029}]", "\n"),
+    # control characters (C0 and C1 but tab and newline), invisible format characters, soft hyphen
+    (r"[\x00-\x08\x0e-\x1f\x7f-\x{9f}\x{ad}\x{200b}\x{2060}\x{feff}]", ""),
+    # runs of horizontal space become one space (only runs that change are matched: much faster)
+    (rf"[{_HSPACE}][ {_HSPACE}]*| [ {_HSPACE}]+", " "),
+    # no space at either end of a line
+    (rf"[{_KEEP_SPACE}]+\n[{_KEEP_SPACE}]*|\n[{_KEEP_SPACE}]+", "\n"),
+    # at most one blank line between paragraphs
+    (r"\n{3,}", "\n\n"),
+)
+_TRIM = " \n\u00a0\u202f"
 _BLOCKS = ("p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "table",
            "section", "article", "header", "footer")
 _DROP = ("script", "style", "noscript", "template")
 _SPACE_RUN = re.compile(r"[ \t\r\n\f\v]+")
-
-# Control characters (C0 and C1 but tab and newline), invisible format characters, soft hyphen.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b\u2060\ufeff]")
-_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
-# Horizontal white space other than the no-break spaces French typography relies on.
-_HSPACE = re.compile(r"[ \t\u1680\u2000-\u200a\u205f\u3000]+")
-_EDGE_SPACE = re.compile(r"[ \u00a0\u202f]*\n[ \u00a0\u202f]*")
-_PARAGRAPH_GAP = re.compile(r"\n{3,}")
 
 # The trailing provenance line of vie-publique speeches: "Source : ...", "Source https://...".
 _SOURCE_LINE = re.compile(r"^Sources?[ \u00a0\u202f]*(?::[ \u00a0\u202f]*|[ \u00a0](?=https?://|www\.))(\S.*)$")
 _SOURCE_LINE_MAX = 400
 
 
-def looks_like_html(text: str) -> bool:
-    return _HTML_HINT.search(text) is not None
+def html_mask(texts: pa.Array) -> list[bool]:
+    """Which texts hold leftover markup (tags such as ``<p>``/``<br>``, or entities)."""
+    return pc.match_substring_regex(texts, _HTML_HINT).to_pylist()
 
 
 def html_to_text(text: str) -> str:
@@ -64,15 +73,16 @@ def html_to_text(text: str) -> str:
     return root.text_content()
 
 
-def clean_whitespace(text: str) -> str:
-    """NFC, no control or invisible characters, single spaces, at most one blank line between paragraphs."""
-    text = unicodedata.normalize("NFC", text)
-    text = _LINE_BREAKS.sub("\n", text)
-    text = _INVISIBLE.sub("", text)
-    text = _HSPACE.sub(" ", text)
-    text = _EDGE_SPACE.sub("\n", text)
-    text = _PARAGRAPH_GAP.sub("\n\n", text)
-    return text.strip(" \n\u00a0\u202f")
+def clean_whitespace(texts: list[str]) -> list[str]:
+    """NFC, no control or invisible characters, single spaces, at most one blank line between paragraphs.
+
+    NFC runs in Python (it has a fast path for text already in NFC), the rest as vectorised RE2
+    over the whole list: several times faster than ``re`` per document.
+    """
+    array = pa.array([unicodedata.normalize("NFC", text) for text in texts], pa.string())
+    for pattern, replacement in _WHITESPACE_RULES:
+        array = pc.replace_substring_regex(array, pattern=pattern, replacement=replacement)
+    return pc.utf8_trim(array, characters=_TRIM).to_pylist()
 
 
 def split_source_line(text: str) -> tuple[str, str | None]:
@@ -97,22 +107,23 @@ class Normalize(Step):
         self.source_line_to_meta = source_line_to_meta
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        texts, metas, hashes = [], [], []
-        for text, meta in zip(batch.column("text").to_pylist(), batch.column("meta").to_pylist(), strict=True):
-            before = len(text)
-            if self.strip_html and looks_like_html(text):
-                text = html_to_text(text)
-                self.stats["html_stripped"] += 1
-            text = clean_whitespace(text)
-            if self.source_line_to_meta:
-                text, source_line = split_source_line(text)
+        column = batch.column("text")
+        texts = column.to_pylist()
+        chars_before = sum(map(len, texts))
+        if self.strip_html:
+            for i, is_html in enumerate(html_mask(column)):
+                if is_html:
+                    texts[i] = html_to_text(texts[i])
+                    self.stats["html_stripped"] += 1
+        texts = clean_whitespace(texts)
+        metas = batch.column("meta").to_pylist()
+        if self.source_line_to_meta:
+            for i, text in enumerate(texts):
+                texts[i], source_line = split_source_line(text)
                 if source_line is not None:
-                    meta = dump_meta({**load_meta(meta), "source_line": source_line})
+                    metas[i] = dump_meta({**load_meta(metas[i]), "source_line": source_line})
                     self.stats["source_lines_moved"] += 1
-            self.stats["chars_removed"] += before - len(text)
-            texts.append(text)
-            metas.append(meta)
-            hashes.append(text_sha256(text))
+        self.stats["chars_removed"] += chars_before - sum(map(len, texts))
         batch = set_column(batch, "text", pa.array(texts, pa.string()))
         batch = set_column(batch, "meta", pa.array(metas, pa.string()))
-        return set_column(batch, "content_sha256", pa.array(hashes, pa.string()))
+        return set_column(batch, "content_sha256", pa.array(map(text_sha256, texts), pa.string()))
