@@ -25,6 +25,14 @@ def _workspace(args) -> Workspace:
     return Workspace.open(Path(args.workspace))
 
 
+def _target(args) -> Path:
+    """The PATH argument, or the workspace's dataset (its latest version) when none is given."""
+    if args.path:
+        return Path(args.path)
+    workspace = _workspace(args)
+    return workspace.dataset_dir(workspace.config().dataset.name)
+
+
 def cmd_init(args) -> int:
     workspace = Workspace.init(Path(args.dir))
     print(f"created workspace {workspace.root} (settings in {workspace.settings_path.name})")
@@ -88,7 +96,7 @@ def cmd_inspect(args) -> int:
     from overton.corpus.dataset import Version
     from overton.corpus.report import describe_shard, describe_version
 
-    path = Path(args.path)
+    path = _target(args)
     if path.is_file() and path.suffix == ".parquet":
         try:
             lines = describe_shard(path, args.docs)
@@ -103,7 +111,7 @@ def cmd_inspect(args) -> int:
 def cmd_verify(args) -> int:
     from overton.corpus.dataset import Version
 
-    version = Version.open(Path(args.path))
+    version = Version.open(_target(args))
     problems = version.verify()
     for problem in problems:
         print(f"{version.path}: {problem}", file=sys.stderr)
@@ -149,13 +157,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes (default: [build] jobs, 0 = all cores)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
-    sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard", workspace=False)
-    sub.add_argument("path", help="a version folder, a dataset folder (latest version) or a .parquet shard")
+    sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard")
+    sub.add_argument("path", nargs="?", help="a version folder, a dataset folder (latest version) or a .parquet "
+                     "shard (default: the workspace's dataset)")
     sub.add_argument("--docs", type=int, default=3, help="documents to show (default 3)")
 
-    sub = command("verify", cmd_verify, "recompute every checksum of a version; exit 1 if a file differs",
-                  workspace=False)
-    sub.add_argument("path", help="a version folder or a dataset folder (latest version)")
+    sub = command("verify", cmd_verify, "recompute every checksum of a version; exit 1 if a file differs")
+    sub.add_argument("path", nargs="?", help="a version folder or a dataset folder (latest version; default: the "
+                     "workspace's dataset)")
 
     sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",
                   workspace=False)

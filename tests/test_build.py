@@ -245,6 +245,16 @@ def test_build_cli_reports_and_records_the_run(workspace: Workspace, capsys):
     assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 0
     assert "nothing new to build" in capsys.readouterr().out
 
+    assert main(["inspect", "--workspace", str(workspace.root)]) == 0  # default: the workspace's dataset
+    out = capsys.readouterr().out
+    assert "overton v0001" in out and "speeches:1  [8 chars]" in out and "exact_duplicate 1" in out
+    assert main(["verify", "--workspace", str(workspace.root)]) == 0
+    assert "ok: 2 files match" in capsys.readouterr().out
+    shard = workspace.datasets / "overton" / "v0001" / "rejected" / "part-00000.parquet"
+    assert main(["inspect", str(shard)]) == 0
+    out = capsys.readouterr().out
+    assert "(1 rows in 1 row groups" in out and "reject_reason" in out and "speeches: 1" in out
+
 
 def test_unreadable_raw_file_fails_with_one_clear_line(workspace: Workspace, capsys):
     _ingest(workspace, "speeches", [{"id": "1", "text": "Bonjour."}])
