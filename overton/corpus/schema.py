@@ -39,12 +39,12 @@ DOCUMENT_SCHEMA = pa.schema(
 )
 
 #: Columns added to every rejected document: why, by which step, and the evidence (JSON).
+#: The signal columns each build step adds are declared by the step (``overton.pipelines``).
 REJECT_FIELDS = [
     pa.field("reject_reason", pa.string()),
     pa.field("reject_step", pa.string()),
     pa.field("reject_detail", pa.string()),
 ]
-REJECTED_SCHEMA = pa.schema(list(DOCUMENT_SCHEMA) + REJECT_FIELDS)
 
 _SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

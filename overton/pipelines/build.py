@@ -34,14 +34,13 @@ from overton.corpus.atomic import atomic_path, read_json, remove_temporaries, sh
 from overton.corpus.config import Config, ShardConfig
 from overton.corpus.dataset import FORMAT, MANIFEST, Version, list_versions, version_name, version_number
 from overton.corpus.errors import UserError
-from overton.corpus.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
 from overton.corpus.shards import ShardWriter, row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.checks import Admission, TooLarge
 from overton.pipelines.dedup_exact import ExactDedup
 from overton.pipelines.executor import LocalExecutor
 from overton.pipelines.normalize import Normalize
-from overton.pipelines.step import WORK_SCHEMA, Step, merge_stats, run_steps, to_work_batch
+from overton.pipelines.step import Step, data_schema, merge_stats, run_steps, to_work_batch, work_schema
 
 _DEDUP_COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
 
@@ -65,11 +64,22 @@ def parameters(config: Config) -> dict[str, Any]:
 
 
 def document_steps(params: dict[str, Any]) -> list[Step]:
+    """The per-document steps, run in parallel tasks."""
     return [
         TooLarge(params["max_doc_bytes"]),
         Normalize(**params["normalize"]),
         Admission(params["max_replacement_chars"]),
     ]
+
+
+#: The steps that need every document at once, run in the finalize stage.
+GLOBAL_STEPS: tuple[type[Step], ...] = (ExactDedup,)
+
+
+def schemas(params: dict[str, Any]) -> tuple[pa.Schema, pa.Schema]:
+    """(kept documents, rejected documents) schemas of a build with these parameters."""
+    steps = [*document_steps(params), *GLOBAL_STEPS]
+    return data_schema(steps), work_schema(steps)
 
 
 # ---------------------------------------------------------------- plan
@@ -126,11 +136,12 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
     except (OSError, pa.ArrowException) as exc:
         raise UserError(f"{source_path}: cannot read row group {task['row_group']}: {exc}") from None
     steps = document_steps(params)
+    _, schema = schemas(params)
     pieces = []
     for batch in table.to_batches():
-        live, rejected = run_steps(steps, to_work_batch(batch))
+        live, rejected = run_steps(steps, to_work_batch(batch, schema))
         pieces += rejected + [live]
-    output = pa.Table.from_batches(pieces, schema=WORK_SCHEMA) if pieces else WORK_SCHEMA.empty_table()
+    output = pa.Table.from_batches(pieces, schema=schema) if pieces else schema.empty_table()
     stem.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(stem.with_suffix(".parquet")) as tmp:
         pq.write_table(output, tmp, compression="zstd")
@@ -148,6 +159,7 @@ class _Finalizer:
     def __init__(self, work: Path, plan: dict[str, Any], out: Path, parent: Version | None, progress: bool):
         self.work, self.plan, self.out, self.parent, self.progress = work, plan, out, parent, progress
         self.settings = ShardConfig.model_validate(plan["parameters"]["shards"]).settings()
+        self.data_schema, self.rejected_schema = schemas(plan["parameters"])
         self.task_files = [_task_stem(work, t["index"]).with_suffix(".parquet") for t in plan["tasks"]]
 
     def _live(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
@@ -207,7 +219,7 @@ class _Finalizer:
 
     def _write(self, dedup: list[Step]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         writers: dict[str, ShardWriter] = {}
-        rejected = ShardWriter(self.out / "rejected", REJECTED_SCHEMA, self.settings,
+        rejected = ShardWriter(self.out / "rejected", self.rejected_schema, self.settings,
                                first_index=self._next_index("rejected"))
         counts: dict[str, Counter] = {}
 
@@ -229,10 +241,10 @@ class _Finalizer:
             count(kept, "kept")
             for source in sorted(set(kept.column("source").to_pylist())):
                 if source not in writers:
-                    writers[source] = ShardWriter(self.out / "data" / source, DOCUMENT_SCHEMA, self.settings,
+                    writers[source] = ShardWriter(self.out / "data" / source, self.data_schema, self.settings,
                                                   first_index=self._next_index("data", source))
                 part = kept.filter(pc.equal(kept.column("source"), source))
-                writers[source].write(part.select(DOCUMENT_SCHEMA.names))
+                writers[source].write(part.select(self.data_schema.names))
         entries = []
         for source, writer in sorted(writers.items()):
             entries += [self._entry(shard, "data", source) for shard in writer.close()]

@@ -1,8 +1,10 @@
 """The one interface every build step implements, and the runner that chains steps.
 
-A step maps a record batch to a record batch with the same rows. It may rewrite columns, add
-columns (signals), and reject rows by filling ``reject_reason`` / ``reject_step`` /
-``reject_detail``. The runner removes rejected rows before the next step, so a step only ever sees
+A step maps a record batch to a record batch with the same rows. It may rewrite columns, fill the
+signal columns it declares in ``columns``, and reject rows by filling ``reject_reason`` /
+``reject_step`` / ``reject_detail``. A :class:`Filter` splits that in two: ``signals`` measures,
+``decide`` judges from the measured columns and configured thresholds only, so thresholds can be
+re-tuned without measuring again. The runner removes rejected rows before the next step, so a step only ever sees
 live documents, and keeps every rejected row with its reason: nothing is dropped silently.
 Statistics are plain counters, summed over tasks.
 """
@@ -18,10 +20,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from overton.corpus.schema import DOCUMENT_SCHEMA, REJECTED_SCHEMA
-
-#: What flows between steps: the document columns plus the (null unless rejected) reject columns.
-WORK_SCHEMA = REJECTED_SCHEMA
+from overton.corpus.schema import DOCUMENT_SCHEMA, REJECT_FIELDS
 
 Rejection = tuple[str, dict[str, Any]] | None
 
@@ -30,6 +29,8 @@ class Step(ABC):
     """Record batches in, record batches out, plus statistics in ``self.stats``."""
 
     name: ClassVar[str]
+    #: Signal columns this step fills; declared so that every version of a build has one schema.
+    columns: ClassVar[tuple[pa.Field, ...]] = ()
 
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
@@ -55,17 +56,46 @@ class Step(ABC):
         return set_column(batch, "reject_detail", pa.array(details, pa.string()))
 
 
+class Filter(Step):
+    """Measure, then judge: the judgement reads only columns, so it can be replayed with new thresholds."""
+
+    @abstractmethod
+    def signals(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Fill this step's ``columns`` (and possibly rewrite the text); reject nothing."""
+
+    @abstractmethod
+    def decide(self, batch: pa.RecordBatch) -> list[Rejection]:
+        """One entry per row from the signal columns and thresholds: ``None`` keeps it."""
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        batch = self.signals(batch)
+        return self.reject(batch, self.decide(batch))
+
+
+def data_schema(steps: Sequence[Step]) -> pa.Schema:
+    """Kept documents: the document columns, then every step's signal columns in step order."""
+    fields = list(DOCUMENT_SCHEMA)
+    for step in steps:
+        fields += [f for f in step.columns if f.name not in {g.name for g in fields}]
+    return pa.schema(fields)
+
+
+def work_schema(steps: Sequence[Step]) -> pa.Schema:
+    """What flows between steps and what ``rejected/`` holds: data columns plus the reject columns."""
+    return pa.schema(list(data_schema(steps)) + REJECT_FIELDS)
+
+
 def set_column(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
     index = batch.schema.get_field_index(name)
     field = batch.schema.field(index)
     return batch.set_column(index, field, values.cast(field.type))
 
 
-def to_work_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A raw document batch with empty reject columns appended."""
+def to_work_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A raw document batch with the signal and reject columns of ``schema`` appended, all null."""
     batch = batch.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
-    nulls = [pa.nulls(batch.num_rows, pa.string())] * 3
-    return pa.RecordBatch.from_arrays(list(batch.columns) + nulls, schema=WORK_SCHEMA)
+    extra = [pa.nulls(batch.num_rows, field.type) for field in schema if field.name not in DOCUMENT_SCHEMA.names]
+    return pa.RecordBatch.from_arrays(list(batch.columns) + extra, schema=schema)
 
 
 def run_steps(steps: Sequence[Step], batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[pa.RecordBatch]]:
