@@ -50,6 +50,9 @@ def run_demo(root: Path | None, jobs: int | None, say=print) -> int:
     steps = version.manifest["steps"]
     say(f"  normalisation: {steps['normalize'].get('html_stripped', 0)} HTML texts cleaned, "
         f"{steps['normalize'].get('source_lines_moved', 0)} 'Source :' lines moved to meta")
+    near = steps.get("near_dedup", {})
+    say(f"  near-dedup: {near.get('clusters', 0)} clusters of near duplicates, "
+        f"{near.get('rejected_near_duplicate', 0)} documents removed")
     say(f"kept documents:     {version.path / 'data'}")
     say(f"rejected documents: {version.path / 'rejected'} (each with reject_reason and reject_detail)")
     say(f"manifest:           {version.path / 'manifest.json'}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -38,7 +39,9 @@ from overton.corpus.shards import ShardWriter, row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.checks import Admission, TooLarge
 from overton.pipelines.dedup_exact import ExactDedup
+from overton.pipelines.dedup_near import Candidates, NearDedup, load_index, save_index
 from overton.pipelines.executor import LocalExecutor
+from overton.pipelines.minhash import MinHashParams
 from overton.pipelines.normalize import Normalize
 from overton.pipelines.step import Step, data_schema, merge_stats, run_steps, to_work_batch, work_schema
 
@@ -55,11 +58,12 @@ class BuildResult:
 def parameters(config: Config) -> dict[str, Any]:
     """Everything that changes the output; recorded in the plan and the manifest."""
     return {
-        "steps": ["too_large", "normalize", "admission", "dedup_content_sha256", "dedup_id"],
+        "steps": ["too_large", "normalize", "admission", "dedup_content_sha256", "dedup_id", "near_dedup"],
         "normalize": config.normalize.model_dump(),
         "max_doc_bytes": config.build.max_doc_bytes,
         "max_replacement_chars": config.build.max_replacement_chars,
         "shards": config.shards.model_dump(),
+        "near_dedup": config.near_dedup.model_dump(),
     }
 
 
@@ -73,7 +77,16 @@ def document_steps(params: dict[str, Any]) -> list[Step]:
 
 
 #: The steps that need every document at once, run in the finalize stage.
-GLOBAL_STEPS: tuple[type[Step], ...] = (ExactDedup,)
+GLOBAL_STEPS: tuple[type[Step], ...] = (ExactDedup, NearDedup)
+
+
+def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
+    settings = params["near_dedup"]
+    if not settings["enabled"]:
+        return None
+    minhash = MinHashParams(bands=settings["bands"], rows=settings["rows"], ngram=settings["ngram"],
+                            seed=settings["seed"])
+    return NearDedup(minhash, settings["threshold"], settings["source_priority"])
 
 
 def schemas(params: dict[str, Any]) -> tuple[pa.Schema, pa.Schema]:
@@ -126,6 +139,10 @@ def _task_stem(work: Path, index: int) -> Path:
     return work / "tasks" / f"t-{index:05d}"
 
 
+def _signature_path(stem: Path) -> Path:
+    return stem.with_name(stem.name + ".sig.npy")
+
+
 def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     """One raw row group through the per-document steps; output file first, marker last."""
     root, work, task, params = args
@@ -146,6 +163,12 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
     with atomic_path(stem.with_suffix(".parquet")) as tmp:
         pq.write_table(output, tmp, compression="zstd")
     stats = {step.name: dict(step.stats) for step in steps}
+    near = near_dedup_step(params)
+    if near is not None:  # MinHash signatures of the live rows, in file order, for the finalize stage
+        live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason"))).to_pylist()
+        with atomic_path(_signature_path(stem)) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, near.hasher.signatures(live_texts))
+        stats[near.name] = {"signatures_computed": len(live_texts)}
     write_json(stem.with_suffix(".json"), {"rows": table.num_rows, "stats": stats})
     return {"index": task["index"], "stats": stats}
 
@@ -156,8 +179,11 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
 class _Finalizer:
     """Dedup over the whole build, then write shards and the manifest into the version folder."""
 
-    def __init__(self, work: Path, plan: dict[str, Any], out: Path, parent: Version | None, progress: bool):
-        self.work, self.plan, self.out, self.parent, self.progress = work, plan, out, parent, progress
+    def __init__(self, work: Path, plan: dict[str, Any], out: Path, versions: list[Version], index_dir: Path,
+                 progress: bool):
+        self.work, self.plan, self.out, self.progress = work, plan, out, progress
+        self.versions, self.parent = versions, (versions[-1] if versions else None)
+        self.index_dir = index_dir
         self.settings = ShardConfig.model_validate(plan["parameters"]["shards"]).settings()
         self.data_schema, self.rejected_schema = schemas(plan["parameters"])
         self.task_files = [_task_stem(work, t["index"]).with_suffix(".parquet") for t in plan["tasks"]]
@@ -182,12 +208,60 @@ class _Finalizer:
             survivors, _ = run_steps([by_hash], live)
             by_id.index(survivors)
         by_hash.rewind()
-        new_files, counts = self._write([by_hash, by_id])
+        steps: list[Step] = [by_hash, by_id]
+        near = near_dedup_step(self.plan["parameters"])
+        if near is not None:
+            candidates = self._survivors(by_hash, by_id, near)
+            near.index(candidates, self._published(near))
+            steps.append(near)
+        new_files, counts = self._write(steps)
+        if near is not None:
+            self._save_index(near, candidates)
         stats: dict[str, dict[str, int]] = {}
         for marker in sorted((self.work / "tasks").glob("t-*.json")):
             merge_stats(stats, read_json(marker)["stats"])
-        merge_stats(stats, {s.name: dict(s.stats) for s in (by_hash, by_id)})
+        merge_stats(stats, {s.name: dict(s.stats) for s in steps})
         return {"files": files + new_files, "counts": counts, "steps": stats}
+
+    def _survivors(self, by_hash: ExactDedup, by_id: ExactDedup, near: NearDedup) -> Candidates:
+        """The documents left after exact dedup, with their signatures computed by the tasks."""
+        positions, ids, sources, published = [], [], [], []
+        offset = 0
+        for _, live in self._live([*_DEDUP_COLUMNS, "source", "published_at"]):
+            first = pc.is_null(by_hash.apply(live).column("reject_reason")).to_numpy(zero_copy_only=False)
+            after_hash = live.filter(first)
+            second = pc.is_null(by_id.apply(after_hash).column("reject_reason")).to_numpy(zero_copy_only=False)
+            kept = after_hash.filter(second)
+            positions.append(offset + np.flatnonzero(first)[second])
+            ids += kept.column("id").to_pylist()
+            sources += kept.column("source").to_pylist()
+            published += kept.column("published_at").to_pylist()
+            offset += live.num_rows
+        by_hash.rewind()
+        by_id.rewind()
+        signatures = [np.load(_signature_path(path.with_suffix(""))) for path in self.task_files]
+        width = near.hasher.params.num_perm
+        everything = np.concatenate(signatures) if signatures else np.empty((0, width), np.uint32)
+        chosen = np.concatenate(positions) if positions else np.empty(0, np.int64)
+        return Candidates(ids, everything[chosen], sources, published)
+
+    def _published(self, near: NearDedup) -> Candidates:
+        """Signatures of every document already published, from the index kept in state/."""
+        width = near.hasher.params.num_perm
+        ids, blocks = [], []
+        for version in self.versions:
+            path = self.index_dir / f"{version.name}.parquet"
+            if path.is_file():
+                version_ids, signatures = load_index(path, width)
+                ids += version_ids
+                blocks.append(signatures)
+        signatures = np.concatenate(blocks) if blocks else np.empty((0, width), np.uint32)
+        return Candidates(ids, signatures, [], [])
+
+    def _save_index(self, near: NearDedup, candidates: Candidates) -> None:
+        kept = [i for i, doc_id in enumerate(candidates.ids) if near.is_kept(doc_id)]
+        save_index(self.index_dir / f"{self.out.name}.parquet", [candidates.ids[i] for i in kept],
+                   candidates.signatures[kept])
 
     def _known(self, column: str) -> list[tuple[str, str]]:
         if self.parent is None:
@@ -340,7 +414,8 @@ def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, 
                 bar.update()
 
         out = dataset_dir / name
-        result = _Finalizer(work, plan, out, parent, progress).run()
+        index_dir = workspace.state / "near_dedup" / config.dataset.name
+        result = _Finalizer(work, plan, out, versions, index_dir, progress).run()
         manifest = {
             "format": FORMAT,
             "created_by": f"overton {__version__}",
