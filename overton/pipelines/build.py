@@ -102,7 +102,7 @@ def consumed_runs(versions: list[Version]) -> set[str]:
     return {entry["run"] for version in versions for entry in version.manifest["inputs"]}
 
 
-def make_plan(workspace: Workspace, runs: list[RawRun], params: dict[str, Any]) -> dict[str, Any]:
+def make_plan(workspace: Workspace, runs: list[RawRun]) -> dict[str, Any]:
     inputs, tasks = [], []
     for run in runs:
         files = []
@@ -118,18 +118,7 @@ def make_plan(workspace: Workspace, runs: list[RawRun], params: dict[str, Any]) 
             for group in range(len(groups)):
                 tasks.append({"index": len(tasks), "path": relative, "row_group": group})
         inputs.append({"run": run.key, "files": files})
-    return {"parameters": params, "inputs": inputs, "tasks": tasks}
-
-
-def _usable_plan(work: Path, params: dict[str, Any], pending: set[str]) -> dict[str, Any] | None:
-    """The plan of an interrupted build, if it can still be finished as planned."""
-    plan_path = work / "plan.json"
-    if not plan_path.is_file():
-        return None
-    plan = read_json(plan_path)
-    if plan["parameters"] != params or not {i["run"] for i in plan["inputs"]} <= pending:
-        return None
-    return plan
+    return {"inputs": inputs, "tasks": tasks}
 
 
 # ---------------------------------------------------------------- tasks
@@ -158,19 +147,24 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
     for batch in table.to_batches():
         live, rejected = run_steps(steps, to_work_batch(batch, schema))
         pieces += rejected + [live]
+    return write_task(stem, pieces, schema, params, {step.name: dict(step.stats) for step in steps})
+
+
+def write_task(stem: Path, pieces: list[pa.RecordBatch], schema: pa.Schema, params: dict[str, Any],
+               stats: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """A task's rows, then the MinHash signatures of its live rows (in file order), then its marker."""
     output = pa.Table.from_batches(pieces, schema=schema) if pieces else schema.empty_table()
     stem.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(stem.with_suffix(".parquet")) as tmp:
         pq.write_table(output, tmp, compression="zstd")
-    stats = {step.name: dict(step.stats) for step in steps}
     near = near_dedup_step(params)
-    if near is not None:  # MinHash signatures of the live rows, in file order, for the finalize stage
+    if near is not None:
         live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason"))).to_pylist()
         with atomic_path(_signature_path(stem)) as tmp, open(tmp, "wb") as handle:
             np.save(handle, near.hasher.signatures(live_texts))
         stats[near.name] = {"signatures_computed": len(live_texts)}
-    write_json(stem.with_suffix(".json"), {"rows": table.num_rows, "stats": stats})
-    return {"index": task["index"], "stats": stats}
+    write_json(stem.with_suffix(".json"), {"rows": output.num_rows, "stats": stats})
+    return {"stats": stats}
 
 
 # ---------------------------------------------------------------- finalize
@@ -249,12 +243,14 @@ class _Finalizer:
         """Signatures of every document already published, from the index kept in state/."""
         width = near.hasher.params.num_perm
         ids, blocks = [], []
-        for version in self.versions:
+        for version in reversed(self.versions):  # a refiltered version's index holds everything before it
             path = self.index_dir / f"{version.name}.parquet"
             if path.is_file():
                 version_ids, signatures = load_index(path, width)
                 ids += version_ids
                 blocks.append(signatures)
+            if version.manifest.get("refilter_of"):
+                break
         signatures = np.concatenate(blocks) if blocks else np.empty((0, width), np.uint32)
         return Candidates(ids, signatures, [], [])
 
@@ -382,6 +378,59 @@ def add_counts(parent: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- entry point
 
 
+def execute(workspace: Workspace, params: dict[str, Any], plan: dict[str, Any], task_fn, task_args: tuple,
+            versions: list[Version], jobs: int | None, progress: bool, executor=None) -> dict[str, Any]:
+    """Run a plan's missing tasks, finalize, write the manifest last; returns the manifest.
+
+    ``versions`` are the published versions the new one builds on (their documents win dedup ties
+    and their files are linked in); a refilter passes none, as it re-decides every document.
+    """
+    config = workspace.config()
+    work = Path(plan["work"])
+    todo = [t for t in plan["tasks"] if not _task_stem(work, t["index"]).with_suffix(".json").is_file()]
+    executor = executor or LocalExecutor(jobs if jobs is not None else config.build.jobs)
+    with tqdm(total=len(plan["tasks"]), initial=len(plan["tasks"]) - len(todo), desc="documents",
+              unit="task", disable=None if progress else True) as bar:
+        for _ in executor.map(task_fn, [(*task_args, str(work), t, params) for t in todo]):
+            bar.update()
+    out = workspace.dataset_dir(config.dataset.name) / plan["version"]
+    index_dir = workspace.state / "near_dedup" / config.dataset.name
+    result = _Finalizer(work, plan, out, versions, index_dir, progress).run()
+    parent = versions[-1] if versions else None
+    manifest = {
+        "format": FORMAT,
+        "created_by": f"overton {__version__}",
+        "name": config.dataset.name,
+        "version": plan["version"],
+        "parent": plan["parent"],
+        "parameters": params,
+        "inputs": plan["inputs"],
+        "files": sorted(result["files"], key=lambda f: f["path"]),
+        "counts": add_counts(parent.manifest["counts"], result["counts"]) if parent else result["counts"],
+        "added": result["counts"],
+        "steps": result["steps"],
+        **plan.get("manifest", {}),
+    }
+    write_json(out / MANIFEST, manifest)
+    shutil.rmtree(work)
+    return manifest
+
+
+def prepare(work: Path, params: dict[str, Any], usable, make) -> dict[str, Any]:
+    """The plan in ``work``: the interrupted one if ``usable(plan)`` accepts it, else a new one from ``make()``."""
+    plan_path = work / "plan.json"
+    if plan_path.is_file():
+        plan = read_json(plan_path)
+        if plan["parameters"] == params and usable(plan):
+            remove_temporaries(work)
+            return plan
+        shutil.rmtree(work)
+    plan = {**make(), "parameters": params, "work": str(work)}
+    work.mkdir(parents=True)
+    write_json(plan_path, plan)
+    return plan
+
+
 def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, executor=None) -> BuildResult:
     """Build the next version from raw runs not yet in any version; resume an interrupted one."""
     config = workspace.config()
@@ -396,39 +445,14 @@ def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, 
         if not pending:
             return BuildResult(parent, {}, "nothing new to build: every raw run is already in a version")
         name = version_name(version_number(parent.name) + 1 if parent else 1)
-        work = workspace.state / "build" / config.dataset.name / name
-        plan = _usable_plan(work, params, {run.key for run in pending})
-        if plan is None:
-            if work.exists():
-                shutil.rmtree(work)
-            plan = make_plan(workspace, pending, params)
-            work.mkdir(parents=True)
-            write_json(work / "plan.json", plan)
-        remove_temporaries(work)
+        pending_keys = {run.key for run in pending}
 
-        todo = [t for t in plan["tasks"] if not _task_stem(work, t["index"]).with_suffix(".json").is_file()]
-        executor = executor or LocalExecutor(jobs if jobs is not None else config.build.jobs)
-        with tqdm(total=len(plan["tasks"]), initial=len(plan["tasks"]) - len(todo), desc="documents",
-                  unit="task", disable=None if progress else True) as bar:
-            for _ in executor.map(run_task, [(str(workspace.root), str(work), t, params) for t in todo]):
-                bar.update()
+        def make() -> dict[str, Any]:
+            return {**make_plan(workspace, pending), "version": name, "parent": parent.name if parent else None}
 
-        out = dataset_dir / name
-        index_dir = workspace.state / "near_dedup" / config.dataset.name
-        result = _Finalizer(work, plan, out, versions, index_dir, progress).run()
-        manifest = {
-            "format": FORMAT,
-            "created_by": f"overton {__version__}",
-            "name": config.dataset.name,
-            "version": name,
-            "parent": parent.name if parent else None,
-            "parameters": params,
-            "inputs": plan["inputs"],
-            "files": sorted(result["files"], key=lambda f: f["path"]),
-            "counts": add_counts(parent.manifest["counts"], result["counts"]) if parent else result["counts"],
-            "added": result["counts"],
-            "steps": result["steps"],
-        }
-        write_json(out / MANIFEST, manifest)
-        shutil.rmtree(work)
-        return BuildResult(Version.open(out), result["counts"], f"built {config.dataset.name} {name}")
+        plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
+                       lambda plan: {i["run"] for i in plan["inputs"]} <= pending_keys, make)
+        manifest = execute(workspace, params, plan, run_task, (str(workspace.root),), versions, jobs, progress,
+                           executor)
+        version = Version.open(dataset_dir / name)
+        return BuildResult(version, manifest["added"], f"built {config.dataset.name} {name}")
