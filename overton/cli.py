@@ -79,7 +79,12 @@ def cmd_build(args) -> int:
 
     workspace = _workspace(args)
     with RunRecord(workspace, "build") as record:
-        result = build(workspace, jobs=args.jobs, progress=not args.quiet)
+        if args.refilter:
+            from overton.pipelines.refilter import refilter
+
+            result = refilter(workspace, jobs=args.jobs, progress=not args.quiet)
+        else:
+            result = build(workspace, jobs=args.jobs, progress=not args.quiet)
         record.data.update(message=result.message, counts=result.new_counts,
                            version=str(result.version.path) if result.version else None)
     print(result.message)
@@ -156,6 +161,8 @@ def parser() -> argparse.ArgumentParser:
     sub = command("build", cmd_build, "build the next dataset version from raw documents not yet built")
     sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes (default: [build] jobs, 0 = all cores)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    sub.add_argument("--refilter", action="store_true",
+                     help="re-decide the latest version with the current thresholds, from its stored signals")
 
     sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard")
     sub.add_argument("path", nargs="?", help="a version folder, a dataset folder (latest version) or a .parquet "

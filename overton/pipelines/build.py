@@ -80,6 +80,15 @@ def document_steps(params: dict[str, Any]) -> list[Step]:
 GLOBAL_STEPS: tuple[type[Step], ...] = (ExactDedup, NearDedup)
 
 
+#: The rejections every build and refilter decides again from scratch.
+GLOBAL_STEP_NAMES = frozenset({"dedup_content_sha256", "dedup_id", NearDedup.name})
+
+
+def signal_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that change what the per-document steps measure (a refilter needs them unchanged)."""
+    return {key: params.get(key) for key in ("normalize", "max_doc_bytes", "max_replacement_chars")}
+
+
 def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
     settings = params["near_dedup"]
     if not settings["enabled"]:

@@ -1,0 +1,109 @@
+"""``overton build --refilter``: the latest version re-decided with today's thresholds, nothing re-measured.
+
+Filters store their signals as columns (language score, quality signals…) and decide from those
+columns alone. A refilter reads every document of the latest version, kept and rejected, leaves
+alone the ones rejected before any signal existed (too large, empty, damaged encoding), replays
+each filter's decision on the stored signals with the current thresholds, and runs the dedup steps
+again over what survives. MinHash signatures are recomputed (they are cheap); language detection
+and the quality signals are not. The result is a new, complete version whose parent is the one it
+re-decided.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from overton.corpus.dataset import Version, list_versions, version_name, version_number
+from overton.corpus.errors import UserError
+from overton.corpus.workspace import Workspace
+from overton.pipelines.build import (
+    GLOBAL_STEP_NAMES,
+    BuildResult,
+    _task_stem,
+    document_steps,
+    execute,
+    parameters,
+    prepare,
+    schemas,
+    signal_parameters,
+    write_task,
+)
+from overton.pipelines.step import Filter, Step, run_steps
+
+
+class _Replay(Step):
+    """A filter's decision alone, on signals already in the columns."""
+
+    def __init__(self, step: Filter):
+        super().__init__()
+        self.name = step.name
+        self.step = step
+        self.stats = step.stats
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return self.step.reject(batch, self.step.decide(batch))
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Kept documents have no reject columns; older versions may lack newer signal columns."""
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    version_path, work, task, params = args
+    table = pq.ParquetFile(Path(version_path) / task["path"]).read_row_group(task["row_group"])
+    _, schema = schemas(params)
+    filters = [step for step in document_steps(params) if isinstance(step, Filter)]
+    replayable = {step.name for step in filters} | GLOBAL_STEP_NAMES
+    pieces = []
+    for batch in _conform(table, schema).to_batches():
+        again = pc.or_(pc.is_null(batch.column("reject_step")),
+                       pc.is_in(batch.column("reject_step"), pa.array(sorted(replayable))))
+        pieces.append(batch.filter(pc.invert(again)))  # rejected before any signal: stays as it was
+        fresh = batch.filter(again)
+        for name in ("reject_reason", "reject_step", "reject_detail"):
+            index = schema.get_field_index(name)
+            fresh = fresh.set_column(index, schema.field(index), pa.nulls(fresh.num_rows, pa.string()))
+        live, rejected = run_steps([_Replay(step) for step in filters], fresh)
+        pieces += rejected + [live]
+    return write_task(_task_stem(Path(work), task["index"]), pieces, schema, params,
+                      {step.name: dict(step.stats) for step in filters})
+
+
+def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = True) -> BuildResult:
+    config = workspace.config()
+    params = parameters(config)
+    dataset_dir = workspace.dataset_dir(config.dataset.name)
+    with workspace.lock("build"):
+        names = list_versions(dataset_dir)
+        if not names:
+            raise UserError(f"nothing to refilter: {dataset_dir} has no version yet (run `overton build`)")
+        parent = Version.open(dataset_dir / names[-1])
+        before, now = signal_parameters(parent.manifest["parameters"]), signal_parameters(params)
+        changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+        if changed:
+            raise UserError(f"cannot refilter {parent.name}: settings that change measured signals differ "
+                            f"({', '.join(changed)}); rebuild from raw instead")
+        name = version_name(version_number(parent.name) + 1)
+
+        def make() -> dict[str, Any]:
+            tasks = []
+            for kind in ("data", "rejected"):
+                for entry in parent.files(kind):
+                    for group in range(len(entry["row_groups"])):
+                        tasks.append({"index": len(tasks), "path": entry["path"], "row_group": group})
+            return {"inputs": [], "tasks": tasks, "version": name, "parent": parent.name,
+                    "manifest": {"refilter_of": parent.name}}
+
+        plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
+                       lambda plan: plan["parent"] == parent.name, make)
+        manifest = execute(workspace, params, plan, run_refilter_task, (str(parent.path),), [], jobs, progress)
+        return BuildResult(Version.open(dataset_dir / name), manifest["added"],
+                           f"refiltered {parent.name} into {config.dataset.name} {name}")
