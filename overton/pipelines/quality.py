@@ -1,0 +1,578 @@
+"""Quality filter: Gopher and FineWeb(-2) heuristics for French, with per-source-family thresholds.
+
+Signals are measured once per document and kept as columns (``quality_*``); :meth:`QualityFilter.decide`
+judges from those columns and the thresholds only, so thresholds are re-tuned without measuring again.
+
+Two families of sources, because one set of thresholds cannot serve both:
+
+* **curated** sources (public speeches, parliamentary debates) are edited, human-written text whose
+  nature is short, repetitive turns ("La séance est ouverte.", "La parole est à M. ..."): the web
+  repetition rules would throw away good text. They get only length and garbage rules.
+* every other source is **web** (Quora, web pages, Wikipedia) and gets the FineWeb-2 French values
+  (``configs/fra_Latn.yml`` of huggingface/fineweb-2) for the rules FineWeb-2 tuned per language, and
+  the Gopher / FineWeb defaults it kept for the others.
+
+The definitions follow datatrove's ``GopherQualityFilter``, ``GopherRepetitionFilter`` and
+``FineWebQualityFilter`` because the thresholds were fitted on exactly those quantities:
+
+* "tokens" are spaCy-like word tokens where punctuation is its own token and elisions are split
+  (``l'État`` -> ``l'`` ``État``); "words" are tokens with a letter or digit. The share of tokens with
+  a letter, the ``#`` and ellipsis ratios and the newline ratio divide by *all* tokens, as datatrove
+  does (0.812 was fitted with punctuation tokens in the denominator).
+* n-gram duplication: ``dup_<n>gram`` is Gopher's ``find_all_duplicate`` (walk the n-grams, on a repeat
+  count its characters and jump n tokens), over ``len(text)``; ``top_<n>gram`` is the most frequent
+  n-gram's characters (tokens joined by single spaces) times its count, over ``len(text)``.
+* lines: FineWeb ran on trafilatura output where paragraphs are single ``\\n``; our documents separate
+  paragraphs with ``\\n\\n``, so every line rule counts *non-empty* lines (otherwise blank lines would
+  halve the line-punctuation ratio and double the newline ratio).
+
+Speed (the build must stay above 2 MB/s per core): tokenising, token features and line features run
+vectorised over the whole batch (RE2 through ``pyarrow.compute``; per-token features are computed once
+per distinct token); n-grams are 64-bit rolling hashes grouped by one numpy sort per length, and each
+length only looks at the positions whose shorter n-gram repeated. Only Gopher's sequential "jump n
+tokens after a repeat" walk stays in Python, and only over n-grams seen earlier in their document.
+numpy comes with pyarrow's ecosystem and datasketch (a dependency already).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from overton.pipelines.step import Filter, Rejection, set_column
+
+DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+TOP_NGRAMS = (2, 3, 4)
+
+# FineWeb-2's French stop words (fra_Latn.yml: de la le et à en l' des du les est d' un une il dans par au),
+# written as full words, plus the full forms behind the other elisions (qu' j' n' s' c' m' t'), so that
+# "qu'il", "j'ai", "n'est", "c'est" count like "que il", "je ai", "ne est", "ce est".
+FRENCH_STOP_WORDS = (
+    "de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au",
+    "que", "je", "ne", "se", "ce", "me", "te",
+)
+#: Elided forms and the words they stand for: an elided token is a stop word when one of them is.
+ELISIONS = {
+    "l'": ("le", "la"), "d'": ("de",), "qu'": ("que",), "j'": ("je",), "n'": ("ne",), "s'": ("se", "si"),
+    "c'": ("ce",), "m'": ("me",), "t'": ("te",), "jusqu'": ("jusque",), "lorsqu'": ("lorsque",),
+    "puisqu'": ("puisque",), "quoiqu'": ("quoique",), "presqu'": ("presque",),
+}
+
+# --- RE2 patterns (pyarrow.compute) ---------------------------------------------------------------
+# The two no-break spaces become plain spaces first, so every class below is ASCII whitespace: RE2 runs
+# several times faster on ASCII classes than on Unicode ones.
+_W = r" \t\r\n"
+# Punctuation becomes its own token where it starts or ends a word ("(voir", "État,", "est ?"), but
+# stays inside numbers and words ("49.3", "12.03.2020", "aujourd'hui", "peut-être").
+_SPLIT_LEADING = (rf"(^|[{_W}])([^{_W}\pL\pN]+)", r"\1\2 ")
+_SPLIT_TRAILING = (rf"([^{_W}\pL\pN]+)([{_W}]|$)", r" \1\2")
+# Elision: "l'État" -> "l' État", "Qu’il" -> "Qu’ il"; not "aujourd'hui" nor "prud'hommes" (no word
+# boundary before the "d"). RE2's \b is ASCII: a letter such as "é" right before would also count as a
+# boundary, which French spelling never produces in front of an elided word.
+_SPLIT_ELISION = (rf"\b((?i:[cdjlmnst]|qu|jusqu|lorsqu|puisqu|quoiqu|presqu)['’])([^{_W}])", r"\1 \2")
+_BULLETS = ["•", "‣", "◦", "▪", "●", "-", "–", "—"]  # Gopher's "•" and "-", and their typographic cousins
+_ELLIPSIS_LINE = r"(?:\.\.\.|…)$"
+# FineWeb's stop characters (. ' " ! ?) plus their French counterparts: closing quotes and the ellipsis.
+_TERMINAL = [".", "!", "?", "'", '"', "…", "»", "”", "’"]
+# Lines that are site furniture rather than text. Phrases, not single words: a Wikipedia article about
+# HTTP cookies or JavaScript, or a debate on cookie consent, must not look like a cookie banner.
+_BOILERPLATE_LINE = "(?i)" + "|".join(
+    [
+        # navigation: a line made only of short items separated by "|", or a breadcrumb
+        r"^[^|]{1,40}(?:\|[^|]{0,40})+$",
+        r"^(?:accueil|home)\s*[>»›/|]",
+        # cookie banners and script warnings
+        r"(?:accept|utilis|autoris|param[eéè]tr|g[eé]rer|refus|d[eé]p[oô]s|consent|we use|allow|manage)"
+        r".{0,60}cookie",
+        r"cookie.{0,60}(?:accept|consent|param[eéè]tr|polic|settings|pr[eé]f[eé]rences|navigation)",
+        r"(?:activ|enabl|d[eé]sactiv|disabl|requi|n[eé]cessit|support).{0,40}javascript",
+        r"javascript.{0,40}(?:activ|enabl|d[eé]sactiv|disabl|requi|n[eé]cessaire|navigateur|browser)",
+        # legal footer, account and sharing widgets
+        r"tous droits r[eé]serv[eé]s|all rights reserved|©\s*\d{4}|copyright\s*(?:©\s*)?\d{4}",
+        r"mentions l[eé]gales|politique de confidentialit[eé]|conditions g[eé]n[eé]rales d['’]utilisation"
+        r"|plan du site|contactez-nous|nous contacter",
+        r"mot de passe oubli[eé]|se connecter|cr[eé]er un compte|s['’]identifier|mon compte|d[eé]connexion",
+        r"newsletter|abonnez-vous|inscrivez-vous|suivez-nous|partager sur (?:facebook|twitter|linkedin|x\b)"
+        r"|partager cet article",
+        r"^(?:lire la suite|en savoir plus|voir aussi|lire aussi|haut de page|retour en haut|publicit[eé])\b",
+    ]
+)
+# Literal parts every boilerplate line holds: the bounded repetitions above make RE2 fall back to its
+# slow engine, so only the few lines that pass this fast pattern are tried against them.
+_BOILERPLATE_HINT = (
+    r"(?i)\||^(?:accueil|home|lire la suite|en savoir plus|voir aussi|lire aussi|haut de page|retour en haut"
+    r"|publicit)|cookie|javascript|droits r|rights reserved|©|copyright|mentions l|confidentialit"
+    r"|conditions g|plan du site|contactez-nous|nous contacter|mot de passe|se connecter|un compte"
+    r"|identifier|mon compte|connexion|newsletter|abonnez-vous|inscrivez-vous|suivez-nous|partager "
+)
+_LOREM = r"(?i)lorem ipsum"
+
+
+# --- thresholds ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WebThresholds:
+    """Web sources: FineWeb-2 French (fra_Latn.yml) where it tuned a value, else Gopher/FineWeb defaults.
+
+    ``None`` disables a rule. Comparisons are datatrove's: a document is rejected when its value is
+    ``< min_*``, ``> max_*``, ``line_punct_ratio <= min_line_punct_ratio`` or
+    ``dup_line_char_frac >= max_dup_line_char_frac``.
+    """
+
+    min_words: int | None = 50  # Gopher default, kept by FineWeb-2
+    max_words: int | None = 100_000  # Gopher default
+    min_mean_word_len: float | None = 2.0  # FineWeb-2 fr
+    max_mean_word_len: float | None = 11.0  # FineWeb-2 fr
+    min_alpha_ratio: float | None = 0.812  # FineWeb-2 fr (share of tokens with a letter)
+    max_symbol_ratio: float | None = 0.1  # Gopher: "#" per token, and "..."/"…" per token
+    min_stop_words: int | None = 2  # Gopher / FineWeb-2
+    max_lorem_ipsum: int | None = 0  # C4: any "lorem ipsum" is a template, not text
+    max_boilerplate_lines: float | None = 0.3  # ours: share of lines that are site furniture
+    max_bullet_lines: float | None = 0.9  # Gopher
+    max_ellipsis_lines: float | None = 0.3  # Gopher
+    max_dup_line_frac: float | None = 0.264  # FineWeb-2 fr (Gopher's count fraction of repeated lines)
+    max_dup_line_char_frac: float | None = 0.1  # FineWeb-2 (FineWeb's char_dup_ratio, 0.01 in English)
+    max_top_2gram: float | None = 0.161  # FineWeb-2 fr
+    max_top_3gram: float | None = 0.149
+    max_top_4gram: float | None = 0.134
+    max_dup_5gram: float | None = 0.15  # FineWeb-2 fr
+    max_dup_6gram: float | None = 0.141
+    max_dup_7gram: float | None = 0.131
+    max_dup_8gram: float | None = 0.121
+    max_dup_9gram: float | None = 0.111
+    max_dup_10gram: float | None = 0.1
+    min_line_punct_ratio: float | None = 0.1  # FineWeb-2 fr (line_punct_thr)
+    max_newline_ratio: float | None = 0.185  # FineWeb-2 fr (new_line_ratio)
+
+
+@dataclass(frozen=True)
+class CuratedThresholds:
+    """Curated sources (speeches, debates): length and garbage only, never repetition or layout.
+
+    Values are deliberately loose: they catch empty shells (a speech body that is only the
+    interviewer's name or "Mesdames et Messieurs,": a failed scrape), tables of figures, and markup or
+    encoding debris, not style.
+    """
+
+    min_words: int | None = 5
+    max_words: int | None = None
+    min_mean_word_len: float | None = 2.0
+    max_mean_word_len: float | None = 15.0
+    min_alpha_ratio: float | None = 0.5
+    max_symbol_ratio: float | None = 0.1
+
+
+# (reason, signal column, comparison, threshold attribute), checked in this order; the first failing
+# rule names the rejection. Cheap, obvious rules come first so the reason is the most telling one.
+_RULES: tuple[tuple[str, str, str, str], ...] = (
+    ("min_words", "quality_words", "lt", "min_words"),
+    ("max_words", "quality_words", "gt", "max_words"),
+    ("min_mean_word_len", "quality_mean_word_len", "lt", "min_mean_word_len"),
+    ("max_mean_word_len", "quality_mean_word_len", "gt", "max_mean_word_len"),
+    ("alpha_ratio", "quality_alpha_ratio", "lt", "min_alpha_ratio"),
+    ("hash_ratio", "quality_hash_ratio", "gt", "max_symbol_ratio"),
+    ("ellipsis_ratio", "quality_ellipsis_ratio", "gt", "max_symbol_ratio"),
+    ("stop_words", "quality_stop_words", "lt", "min_stop_words"),
+    ("lorem_ipsum", "quality_lorem_ipsum", "gt", "max_lorem_ipsum"),
+    ("boilerplate", "quality_boilerplate_lines", "gt", "max_boilerplate_lines"),
+    ("bullet_lines", "quality_bullet_lines", "gt", "max_bullet_lines"),
+    ("ellipsis_lines", "quality_ellipsis_lines", "gt", "max_ellipsis_lines"),
+    ("dup_line_frac", "quality_dup_line_frac", "gt", "max_dup_line_frac"),
+    ("dup_line_char_frac", "quality_dup_line_char_frac", "ge", "max_dup_line_char_frac"),
+    *((f"top_{n}gram", f"quality_top_{n}gram", "gt", f"max_top_{n}gram") for n in TOP_NGRAMS),
+    *((f"dup_{n}gram", f"quality_dup_{n}gram", "gt", f"max_dup_{n}gram") for n in DUP_NGRAMS),
+    ("line_punct", "quality_line_punct_ratio", "le", "min_line_punct_ratio"),
+    ("newline_ratio", "quality_newline_ratio", "gt", "max_newline_ratio"),
+)
+_COMPARE = {"lt": np.less, "gt": np.greater, "le": np.less_equal, "ge": np.greater_equal}
+
+_I32, _F32 = pa.int32(), pa.float32()
+COLUMNS = (
+    pa.field("quality_words", _I32),  # tokens with a letter or digit
+    pa.field("quality_chars", _I32),  # characters of the text
+    pa.field("quality_mean_word_len", _F32),
+    pa.field("quality_alpha_ratio", _F32),  # tokens with a letter / tokens
+    pa.field("quality_hash_ratio", _F32),  # "#" / tokens
+    pa.field("quality_ellipsis_ratio", _F32),  # ("..." + "…") / tokens
+    pa.field("quality_stop_words", _I32),
+    pa.field("quality_lorem_ipsum", _I32),
+    pa.field("quality_boilerplate_lines", _F32),  # share of non-empty lines
+    pa.field("quality_bullet_lines", _F32),
+    pa.field("quality_ellipsis_lines", _F32),
+    pa.field("quality_dup_line_frac", _F32),  # repeated lines / lines
+    pa.field("quality_dup_line_char_frac", _F32),  # characters of repeated lines / characters but "\n"
+    *(pa.field(f"quality_top_{n}gram", _F32) for n in TOP_NGRAMS),
+    *(pa.field(f"quality_dup_{n}gram", _F32) for n in DUP_NGRAMS),
+    pa.field("quality_line_punct_ratio", _F32),  # lines ending in terminal punctuation / lines
+    pa.field("quality_newline_ratio", _F32),  # line breaks between non-empty lines / tokens
+)
+
+
+# --- measuring -------------------------------------------------------------------------------------
+def tokenize(texts: pa.Array) -> pa.Array:
+    """spaCy-like French word tokens of every text (a list array): punctuation apart, elisions split."""
+    texts = pc.replace_substring(pc.replace_substring(texts, "\u00a0", " "), "\u202f", " ")
+    for pattern, replacement in (_SPLIT_LEADING, _SPLIT_TRAILING, _SPLIT_ELISION):
+        texts = pc.replace_substring_regex(texts, pattern=pattern, replacement=replacement)
+    return pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))
+
+
+def _rows(lists: pa.Array) -> np.ndarray:
+    """The row of every item of a list array."""
+    return np.repeat(np.arange(len(lists)), pc.list_value_length(lists).to_numpy(zero_copy_only=False))
+
+
+def _per_row(rows: np.ndarray, n: int, weights: Any = None) -> np.ndarray:
+    return np.bincount(rows, weights=weights, minlength=n)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(num), np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _mask(array: pa.Array, pattern: str) -> np.ndarray:
+    return pc.match_substring_regex(array, pattern).to_numpy(zero_copy_only=False)
+
+
+def _is_in(array: pa.Array, values: list[str]) -> np.ndarray:
+    return pc.is_in(array, value_set=pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+
+
+def _boilerplate(lines: pa.Array) -> np.ndarray:
+    mask = _mask(lines, _BOILERPLATE_HINT)
+    hinted = np.nonzero(mask)[0]
+    if len(hinted):
+        mask[hinted] = _mask(lines.take(pa.array(hinted)), _BOILERPLATE_LINE)
+    return mask
+
+
+def _repeats(keys: np.ndarray) -> np.ndarray:
+    """Whether each key equals an earlier one."""
+    order = np.argsort(keys, kind="stable")
+    repeat = np.zeros(len(keys), bool)
+    repeat[order[1:]] = keys[order[1:]] == keys[order[:-1]]
+    return repeat
+
+
+def _line_signals(texts: pa.Array, n: int, chars: np.ndarray) -> dict[str, np.ndarray]:
+    lists = pc.split_pattern(texts, "\n")
+    lines, rows = pc.utf8_trim_whitespace(lists.flatten()), _rows(lists)
+    lengths = pc.utf8_length(lines).to_numpy()
+    real = lengths > 0  # blank lines are paragraph breaks: they count nowhere
+    count = _per_row(rows, n, real)
+    # A line repeats when the same line came earlier in the same document.
+    line_ids = lines.dictionary_encode().indices.to_numpy().astype(np.int64)
+    repeated = _repeats(rows * (int(line_ids.max(initial=0)) + 1) + line_ids) & real
+    breaks = pc.list_value_length(lists).to_numpy() - 1
+    first = pc.utf8_slice_codeunits(lines, 0, 1)
+    last = pc.utf8_slice_codeunits(lines, -1)
+    return {
+        "boilerplate_lines": _ratio(_per_row(rows, n, _boilerplate(lines)), count),
+        "bullet_lines": _ratio(_per_row(rows, n, _is_in(first, _BULLETS)), count),
+        "ellipsis_lines": _ratio(_per_row(rows, n, _mask(lines, _ELLIPSIS_LINE)), count),
+        "line_punct_ratio": _ratio(_per_row(rows, n, _is_in(last, _TERMINAL)), count),
+        "dup_line_frac": _ratio(_per_row(rows, n, repeated), count),
+        "dup_line_char_frac": _ratio(_per_row(rows, n, repeated * lengths), chars - breaks),
+        "line_breaks": np.maximum(count - 1, 0),
+    }
+
+
+_M1, _M2, _STEP = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads the bits so rolling n-gram hashes do not collide by structure."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+class _Tokens:
+    """The tokens of a batch as integers: vocabulary id, row, character length, and prefix sums."""
+
+    def __init__(self, ids: np.ndarray, rows: np.ndarray, lengths: np.ndarray, n_rows: int):
+        self.ids, self.rows, self.n_rows = ids, rows, n_rows
+        self.cum = np.concatenate([[0], np.cumsum(lengths)])
+
+    def chars(self, starts: np.ndarray, n: int) -> np.ndarray:
+        """Characters of the n tokens from each start, without separators (Gopher's ``"".join``)."""
+        return self.cum[starts + n] - self.cum[starts]
+
+
+def _ngram_signals(tokens: _Tokens) -> dict[str, np.ndarray]:
+    """Characters in the top n-gram (n = 2, 3, 4) and in repeated n-grams (n = 5..10) of every row.
+
+    An n-gram can only repeat where its first n-1 tokens repeat, so each length only looks at the
+    positions whose shorter n-gram repeated: the work shrinks fast with n. Grouping is a stable sort
+    of 64-bit keys (row, tokens), so within a group positions stay in text order.
+    """
+    rows, size, n_rows = tokens.rows, len(tokens.ids), tokens.n_rows
+    longest = max(DUP_NGRAMS)
+    # Padded so that position + n - 1 never runs off the end: the padding's row matches no row.
+    padded_rows = np.concatenate([rows, np.full(longest, -1, rows.dtype)])
+    ids = np.concatenate([tokens.ids, np.zeros(longest, tokens.ids.dtype)]).astype(np.uint64)
+    out = {f"top_{n}gram": np.zeros(n_rows) for n in TOP_NGRAMS}
+    out.update({f"dup_{n}gram": np.zeros(n_rows) for n in DUP_NGRAMS})
+    for n in TOP_NGRAMS:
+        out[f"top_{n}gram"] = _first_ngram_chars(tokens, n)  # where no n-gram repeats, the first one wins
+    positions = np.arange(size)
+    keys = _mix(rows.astype(np.uint64) * _STEP + ids[:size])  # the row is in the key: no n-gram spans rows
+    for n in range(2, longest + 1):
+        valid = padded_rows[positions + (n - 1)] == rows[positions]
+        positions, keys = positions[valid], keys[valid]
+        if not len(positions):
+            break
+        keys = _mix(keys * _STEP + ids[positions + (n - 1)])
+        order, same_as_previous = _group(keys)
+        starts = np.flatnonzero(~same_as_previous)
+        heads = positions[order[starts]]  # first position of every group, groups in key order
+        if n in TOP_NGRAMS:
+            counts = np.diff(np.append(starts, len(keys)))
+            _top_ngram_chars(tokens, n, heads, counts, out[f"top_{n}gram"])
+        if n in DUP_NGRAMS:
+            # back to text order: the group of every position, and whether an earlier one shares it
+            group_of = np.empty(len(keys), np.int64)
+            group_of[order] = np.cumsum(~same_as_previous) - 1
+            later = np.empty(len(keys), bool)
+            later[order] = same_as_previous
+            groups = group_of[later]
+            out[f"dup_{n}gram"] = _all_duplicate_chars(tokens, n, positions[later], heads[groups], groups)
+        repeated_sorted = same_as_previous.copy()
+        repeated_sorted[:-1] |= same_as_previous[1:]
+        repeated = np.empty(len(keys), bool)
+        repeated[order] = repeated_sorted
+        positions, keys = positions[repeated], keys[repeated]
+    return out
+
+
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort order of ``keys`` and, in that order, whether each key equals the one before.
+
+    Fast path: the key's high bits and the index packed into one integer, sorted in place (about twice
+    as fast as a stable argsort), then checked on the full keys; the rare high-bit collision between
+    different keys falls back to the argsort, so the result is always exact.
+    """
+    bits = np.uint64(max(len(keys).bit_length(), 1))
+    packed = (keys >> bits) << bits | np.arange(len(keys), dtype=np.uint64)
+    packed.sort()
+    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    sorted_keys = keys[order]
+    same_as_previous = np.empty(len(keys), bool)
+    same_as_previous[0] = False
+    np.equal(sorted_keys[1:], sorted_keys[:-1], out=same_as_previous[1:])
+    same_high = (packed[1:] >> bits) == (packed[:-1] >> bits)
+    if np.array_equal(same_high, same_as_previous[1:]):
+        return order, same_as_previous
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    np.equal(sorted_keys[1:], sorted_keys[:-1], out=same_as_previous[1:])
+    return order, same_as_previous
+
+
+def _first_ngram_chars(tokens: _Tokens, n: int) -> np.ndarray:
+    """Characters of each row's first n-gram (single spaces between tokens); 0 for rows under n tokens."""
+    out = np.zeros(tokens.n_rows)
+    counts = _per_row(tokens.rows, tokens.n_rows)
+    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    long_enough = counts >= n
+    out[long_enough] = tokens.chars(firsts[long_enough], n) + (n - 1)
+    return out
+
+
+_PACK_BITS = 63  # what a non-negative int64 holds
+
+
+def _top_ngram_chars(tokens: _Tokens, n: int, heads: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
+    """Per row: the most frequent n-gram's characters times its count (first seen wins a tie), into ``out``.
+
+    Like ``Counter.most_common(1)``: rows where no n-gram repeats keep their first n-gram (count 1).
+    """
+    repeated = counts >= 2
+    heads, counts = heads[repeated], counts[repeated]
+    if not len(heads):
+        return
+    group_rows = tokens.rows[heads]
+    # Order by row, then most frequent, then first seen; one packed integer sort when it fits in 63 bits.
+    head_bits, count_bits = int(heads.max()).bit_length(), int(counts.max()).bit_length()
+    if head_bits + count_bits + int(group_rows.max()).bit_length() <= _PACK_BITS:
+        packed = (group_rows << (count_bits + head_bits)) | (((1 << count_bits) - 1 - counts) << head_bits) | heads
+        packed.sort()
+        best_heads = packed & ((1 << head_bits) - 1)
+        best_counts = (1 << count_bits) - 1 - ((packed >> head_bits) & ((1 << count_bits) - 1))
+        best_rows = packed >> (count_bits + head_bits)
+    else:
+        best = np.lexsort((heads, -counts, group_rows))
+        best_heads, best_counts, best_rows = heads[best], counts[best], group_rows[best]
+    first = np.concatenate([[True], best_rows[1:] != best_rows[:-1]])
+    winners = best_heads[first]
+    out[best_rows[first]] = (tokens.chars(winners, n) + (n - 1)) * best_counts[first]
+
+
+def _all_duplicate_chars(
+    tokens: _Tokens, n: int, candidates: np.ndarray, heads: np.ndarray, groups: np.ndarray
+) -> np.ndarray:
+    """Gopher's ``find_all_duplicate`` for every row at once: characters of repeated n-grams.
+
+    Gopher walks the n-grams of a text: one already in its set counts its characters and the walk
+    jumps n tokens (the n-grams jumped over are never added); any other is added. An n-gram seen
+    nowhere earlier is always new, so only the ``candidates`` (later occurrences, in text order) need
+    the walk. A candidate's n-gram is in the set unless its first occurrence (``heads``) was jumped
+    over and no earlier candidate of its group was added instead. Positions are token indexes in the
+    batch; a jump never leaves its row, so one walk serves the whole batch.
+    """
+    out = np.zeros(tokens.n_rows)
+    if not len(candidates):
+        return out
+    # A head can only have been jumped over if a candidate lies less than n tokens before it.
+    maybe_jumped = np.searchsorted(candidates, heads - n + 1) < np.searchsorted(candidates, heads)
+    added: set[int] = set()
+    repeats: list[int] = []  # the repeated n-grams counted, which are also where the walk jumped from
+    count = repeats.append
+    next_position = 0
+    for position, group, head, maybe in zip(
+        candidates.tolist(), groups.tolist(), heads.tolist(), maybe_jumped.tolist(), strict=True
+    ):
+        if position < next_position:
+            continue
+        if maybe and group not in added:
+            k = bisect.bisect_left(repeats, head) - 1
+            if k >= 0 and head < repeats[k] + n:  # jumped over: the n-gram was never added
+                added.add(group)
+                next_position = position + 1
+                continue
+        count(position)
+        next_position = position + n
+    if repeats:
+        at = np.array(repeats)
+        np.add.at(out, tokens.rows[at], tokens.chars(at, n))
+    return out
+
+
+def measure(texts: pa.Array, stop_words: Iterable[str] = FRENCH_STOP_WORDS) -> dict[str, np.ndarray]:
+    """Every quality signal of every text, as arrays keyed by column name without ``quality_``.
+
+    Token features are computed once per distinct token (the batch's vocabulary), then spread to the
+    tokens by their dictionary ids.
+    """
+    n = len(texts)
+    chars = pc.utf8_length(texts).to_numpy().astype(np.float64)
+    lists = tokenize(texts)
+    encoded = lists.flatten().dictionary_encode()
+    ids, vocab, rows = encoded.indices.to_numpy(), encoded.dictionary, _rows(lists)
+    empty = pc.index(vocab, "").as_py()
+    if empty >= 0:  # leading or trailing white space
+        ids, rows = ids[ids != empty], rows[ids != empty]
+    # One small code per distinct token: bit 0 has a letter or digit (a word), bit 1 has a letter,
+    # bit 2 is a stop word; one bincount over (row, code) then gives all three counts per row.
+    is_stop = _is_in(pc.replace_substring(pc.utf8_lower(vocab), "’", "'"), _stop_lookup(stop_words))
+    is_word = _mask(vocab, r"[\pL\pN]")
+    code = (is_word | _mask(vocab, r"\pL") << 1 | is_stop << 2).astype(np.int64)
+    by_code = np.bincount(rows * 8 + code[ids], minlength=8 * n).reshape(n, 8)
+    vocab_lengths = pc.utf8_length(vocab).to_numpy()
+    lengths = vocab_lengths[ids]
+
+    n_tokens = by_code.sum(axis=1)
+    words = by_code[:, 1::2].sum(axis=1)
+    # Every character but white space lies in exactly one token, and a run of dots is never split, so
+    # counting "#" and ellipses per distinct token gives the counts over the text.
+    hashes = _per_row(rows, n, pc.count_substring(vocab, "#").to_numpy()[ids])
+    vocab_ellipses = pc.count_substring(vocab, "...").to_numpy() + pc.count_substring(vocab, "…").to_numpy()
+    ellipses = _per_row(rows, n, vocab_ellipses[ids])
+    lines = _line_signals(texts, n, chars)
+    signals = {
+        "words": words,
+        "chars": chars,
+        "mean_word_len": _ratio(_per_row(rows, n, (vocab_lengths * is_word)[ids]), words),
+        "alpha_ratio": _ratio(by_code[:, [2, 3, 6, 7]].sum(axis=1), n_tokens),
+        "hash_ratio": _ratio(hashes, n_tokens),
+        "ellipsis_ratio": _ratio(ellipses, n_tokens),
+        "stop_words": by_code[:, 4:].sum(axis=1),
+        "lorem_ipsum": pc.count_substring_regex(texts, _LOREM).to_numpy(),
+        "newline_ratio": _ratio(lines.pop("line_breaks"), n_tokens),
+        **lines,
+    }
+    for name, value in _ngram_signals(_Tokens(ids, rows, lengths, n)).items():
+        signals[name] = _ratio(value, chars)
+    return signals
+
+
+def _stop_lookup(stop_words: Iterable[str]) -> list[str]:
+    words = {w.lower().replace("’", "'") for w in stop_words}
+    return sorted(words | {elided for elided, full in ELISIONS.items() if words.intersection(full)})
+
+
+# --- the step --------------------------------------------------------------------------------------
+class QualityFilter(Filter):
+    """Measure Gopher/FineWeb signals for every document; reject by the thresholds of its source family.
+
+    ``curated_sources``: source names whose documents get :class:`CuratedThresholds` (``curated``);
+    every other source gets :class:`WebThresholds` (``web``). ``stop_words``: full words; elided forms
+    (``l'``, ``qu'``...) count when a word they stand for is listed.
+    """
+
+    name = "quality"
+    columns = COLUMNS
+
+    def __init__(
+        self,
+        *,
+        curated_sources: Iterable[str] = (),
+        web: WebThresholds | None = None,
+        curated: CuratedThresholds | None = None,
+        stop_words: Iterable[str] = FRENCH_STOP_WORDS,
+    ):
+        super().__init__()
+        self.curated_sources = frozenset(curated_sources)
+        self.web = web or WebThresholds()
+        self.curated = curated or CuratedThresholds()
+        self.stop_words = tuple(stop_words)
+
+    def parameters(self) -> dict[str, Any]:
+        """Everything that changes the decisions, for a build's plan and manifest."""
+        return {
+            "curated_sources": sorted(self.curated_sources),
+            "web": dataclasses.asdict(self.web),
+            "curated": dataclasses.asdict(self.curated),
+            "stop_words": list(self.stop_words),
+        }
+
+    def signals(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        values = measure(batch.column("text"), self.stop_words)
+        self.stats["measured"] += batch.num_rows
+        for field in COLUMNS:
+            value = values[field.name.removeprefix("quality_")]
+            if pa.types.is_integer(field.type):
+                value = np.rint(value).astype(np.int32)
+            batch = set_column(batch, field.name, pa.array(value.astype(np.float32) if field.type == _F32 else value))
+        return batch
+
+    def decide(self, batch: pa.RecordBatch) -> list[Rejection]:
+        n = batch.num_rows
+        curated = pc.is_in(batch.column("source"), value_set=pa.array(sorted(self.curated_sources), pa.string()))
+        curated = curated.to_numpy(zero_copy_only=False)
+        families = [(curated, self.curated), (~curated, self.web)]
+        decided = np.zeros(n, bool)
+        rejections: list[Rejection] = [None] * n
+        for rule, column, comparison, attribute in _RULES:
+            values = batch.column(column).to_numpy(zero_copy_only=False)
+            for members, thresholds in families:
+                threshold = getattr(thresholds, attribute, None)
+                if threshold is None:
+                    continue
+                failing = members & ~decided & _COMPARE[comparison](values, threshold)
+                for i in np.nonzero(failing)[0].tolist():
+                    value = values[i].item()
+                    value = round(value, 4) if isinstance(value, float) else value
+                    rejections[i] = (f"quality_{rule}", {"value": value, "threshold": threshold})
+                decided |= failing
+        return rejections
