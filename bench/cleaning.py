@@ -629,13 +629,13 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
 
     from overton.corpus.config import Config
     from overton.corpus.schema import documents_to_batch, text_sha256
-    from overton.pipelines.build import document_steps, near_dedup_step, parameters, schemas
+    from overton.pipelines.build import WORK_SCHEMA, document_steps, near_dedup_step, parameters
     from overton.pipelines.dedup_near import Candidates
     from overton.pipelines.step import to_work_batch
 
     params = parameters(Config())
     steps = document_steps(params)
-    _, schema = schemas(params)
+    schema = WORK_SCHEMA
     near = near_dedup_step(params)
     order = [step.name for step in steps] + ["minhash_signatures", "near_dedup_index"]
     bytes_in = Counter()

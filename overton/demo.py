@@ -50,6 +50,12 @@ def run_demo(root: Path | None, jobs: int | None, say=print) -> int:
     steps = version.manifest["steps"]
     say(f"  normalisation: {steps['normalize'].get('html_stripped', 0)} HTML texts cleaned, "
         f"{steps['normalize'].get('source_lines_moved', 0)} 'Source :' lines moved to meta")
+    language, pii = steps.get("language", {}), steps.get("pii", {})
+    quality = sum(n for key, n in steps.get("quality", {}).items() if key.startswith("rejected_"))
+    say(f"  language: {language.get('rejected_not_french', 0)} documents not in French, "
+        f"{language.get('paragraphs_dropped', 0)} foreign paragraphs removed; quality: {quality} documents rejected")
+    say(f"  personal data: {pii.get('emails_redacted', 0)} e-mail addresses and {pii.get('phones_redacted', 0)} "
+        f"phone numbers redacted in {pii.get('documents_redacted', 0)} documents")
     near = steps.get("near_dedup", {})
     say(f"  near-dedup: {near.get('clusters', 0)} clusters of near duplicates, "
         f"{near.get('rejected_near_duplicate', 0)} documents removed")

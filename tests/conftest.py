@@ -27,3 +27,51 @@ def workspace(tmp_path: Path) -> Workspace:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+# Written for the tests: the parts of plain French sentences about public policy, so that a random
+# document reads as French prose to the language filter and passes the web quality rules (stop words,
+# punctuation, few repeated n-grams even over a thousand words), while two random documents share
+# almost no 5-gram.
+_NOUNS = (
+    "le gouvernement", "la république", "les citoyens", "l'assemblée", "le budget", "la commune", "les territoires",
+    "l'école", "la santé", "le travail", "la sécurité", "le logement", "la transition", "les entreprises",
+    "le parlement", "la justice", "les agriculteurs", "la jeunesse", "les services", "la culture", "le pays",
+    "l'europe", "les familles", "la recherche", "les élus", "la nation", "les retraites", "l'industrie",
+    "les hôpitaux", "la police", "le climat", "la dette", "les impôts", "le sénat", "la région", "les maires",
+    "le ministère", "la laïcité", "les salariés", "le commerce", "la défense", "les chercheurs", "le département",
+    "la frontière", "les syndicats", "le quartier", "la ruralité", "les enseignants", "le numérique", "la mer",
+)
+_VERBS = (
+    "soutient", "réforme", "protège", "finance", "accompagne", "renforce", "défend", "transforme", "écoute",
+    "prépare", "garantit", "améliore", "simplifie", "organise", "modernise", "respecte", "construit", "évalue",
+    "rassemble", "encourage", "contrôle", "répare", "rénove", "consulte", "informe", "mobilise", "engage",
+    "valorise", "sécurise", "rapproche", "redresse", "libère", "unit", "forme", "aide", "relance", "dirige",
+    "rejoint", "attend", "propose",
+)
+_ADJECTIVES = (
+    "durable", "juste", "rapide", "solide", "efficace", "utile", "nécessaire", "possible", "simple", "moderne",
+    "libre", "responsable", "stable", "équitable", "fiable", "visible", "accessible", "démocratique", "économique",
+    "politique", "écologique", "historique", "unique", "large", "sobre", "ferme", "digne", "lucide",
+)
+_PREPOSITIONS = ("dans", "pour", "avec", "sans", "depuis", "grâce à", "face à", "selon", "contre", "parmi", "avant")
+
+
+def french_text(rng, words: int) -> str:
+    """Random French sentences (``rng``: a ``random.Random``) up to at least ``words`` words."""
+    sentences, count = [], 0
+    while count < words:
+        sentence = (f"{rng.choice(_NOUNS)} {rng.choice(_VERBS)} {rng.choice(_NOUNS)} {rng.choice(_ADJECTIVES)} "
+                    f"{rng.choice(_PREPOSITIONS)} {rng.choice(_NOUNS)}.")
+        sentences.append(sentence[0].upper() + sentence[1:])
+        count += len(sentence.split())
+    return " ".join(sentences)
+
+
+@pytest.fixture
+def site():
+    """A local HTTP server with configurable routes and fault replies (tests/sites.py), stopped after the test."""
+    from tests.sites import Site
+
+    with Site() as running:
+        yield running

@@ -20,14 +20,9 @@ from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import build
 from overton.spiders.ingest import ingest
-from tests.conftest import shared_file, write_jsonl
+from tests.conftest import french_text, shared_file, write_jsonl
 
-WORDS = ("la république le gouvernement les citoyens une loi un budget l'école la santé le travail "
-         "nous devons les territoires l'europe la sécurité le logement la transition écologique").split()
-
-
-def _text(rng: random.Random, words: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
+_text = french_text
 
 
 def _ingest(workspace: Workspace, source: str, records: list[dict], name: str = "in.jsonl") -> None:
@@ -56,17 +51,26 @@ def test_every_document_is_kept_or_rejected_with_its_reason(workspace: Workspace
         {"id": "f", "text": "x" * 9_000_000},
         {"id": "g", "text": _text(rng, 50) + "\n\nSource : https://www.elysee.fr, le 5 octobre 2020"},
         {"id": "g", "text": _text(rng, 50)},  # same id, other text
+        {"id": "h", "text": "Écrivez au cabinet : cabinet@ministere.gouv.fr. " + _text(rng, 20)},  # public: untouched
     ])
-    _ingest(workspace, "web", [{"id": "q1", "text": speech}, {"id": "q2", "text": _text(rng, 30)}])
+    english = ("The government must support the regions in the years to come, and the parliament will vote on the "
+               "budget before the end of the year, with the social partners and the elected members of each town.")
+    _ingest(workspace, "web", [
+        {"id": "q1", "text": speech},
+        {"id": "q2", "text": _text(rng, 60)},
+        {"id": "q3", "text": english},
+        {"id": "q4", "text": "Merci pour cette réponse, elle est très claire !"},
+        {"id": "q5", "text": _text(rng, 60) + " Écrivez-moi : jean.dupont@example.org ou au 06 12 34 56 78."},
+    ])
     version = build(workspace, jobs=1, progress=False).version
 
     kept = {row["id"]: row for row in _rows(version, "data")}
     rejected = {(row["id"], row["reject_reason"]): row for row in _rows(version, "rejected")}
-    assert sorted(kept) == ["speeches:a", "speeches:g", "web:q2"]
+    assert sorted(kept) == ["speeches:a", "speeches:g", "speeches:h", "web:q2", "web:q5"]
     assert sorted(rejected) == [
         ("speeches:b", "exact_duplicate"), ("speeches:c", "exact_duplicate"), ("speeches:d", "empty"),
         ("speeches:e", "invalid_utf8"), ("speeches:f", "too_large"), ("speeches:g", "duplicate_id"),
-        ("web:q1", "exact_duplicate"),
+        ("web:q1", "exact_duplicate"), ("web:q3", "not_french"), ("web:q4", "quality_min_words"),
     ]
     # the kept copy of a duplicate cluster is the smallest id; the others name it
     for key in [("speeches:b", "exact_duplicate"), ("speeches:c", "exact_duplicate"),
@@ -79,13 +83,20 @@ def test_every_document_is_kept_or_rejected_with_its_reason(workspace: Workspace
     assert kept["speeches:a"]["text"] == speech
     assert json.loads(kept["speeches:g"]["meta"])["source_line"] == "https://www.elysee.fr, le 5 octobre 2020"
     assert "Source" not in kept["speeches:g"]["text"]
+    assert json.loads(rejected[("web:q3", "not_french")]["reject_detail"]) == {"language": "en", "score": 0.0}
+    assert json.loads(rejected[("web:q4", "quality_min_words")]["reject_detail"]) == {"threshold": 50, "value": 8}
+    assert kept["web:q5"]["text"].endswith(" Écrivez-moi : <EMAIL> ou au <PHONE>.")
+    assert (kept["web:q5"]["pii_emails"], kept["web:q5"]["pii_phones"]) == (1, 1)
+    assert "cabinet@ministere.gouv.fr" in kept["speeches:h"]["text"] and kept["speeches:h"]["pii_emails"] is None
+    assert kept["speeches:a"]["language"] == "fr" and kept["speeches:a"]["language_score"] == 1.0
 
     counts = version.manifest["counts"]
     assert counts["sources"]["speeches"] == {
-        "input": 8, "kept": 2, "rejected": 6,
+        "input": 9, "kept": 3, "rejected": 6,
         "reasons": {"duplicate_id": 1, "empty": 1, "exact_duplicate": 2, "invalid_utf8": 1, "too_large": 1}}
     assert counts["sources"]["web"] == {
-        "input": 2, "kept": 1, "rejected": 1, "reasons": {"exact_duplicate": 1}}
+        "input": 5, "kept": 2, "rejected": 3,
+        "reasons": {"exact_duplicate": 1, "not_french": 1, "quality_min_words": 1}}
     for entry in [counts, *counts["sources"].values()]:
         assert entry["input"] == entry["kept"] + entry["rejected"] == entry["kept"] + sum(entry["reasons"].values())
     assert version.verify() == []
@@ -218,8 +229,12 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
     version = build(workspace, progress=False).version
 
     counts = version.manifest["counts"]
-    assert counts["kept"] == distinct_texts == 317
-    assert counts["reasons"] == {"exact_duplicate": 415 - distinct_texts}
+    # 12 distinct bodies (17 rows) are empty shells of interviews, the interviewer's name and a greeting
+    # ("ALBA VENTURA\nBonjour Jean-Michel BLANQUER.") or "Mesdames et Messieurs,": not prose, rejected
+    assert distinct_texts == 317 and counts["kept"] == 317 - 12
+    assert counts["reasons"] == {"exact_duplicate": 415 - 317 - 5, "not_french": 15, "quality_min_words": 2}
+    shells = [row for row in _rows(version, "rejected") if row["reject_reason"] != "exact_duplicate"]
+    assert max(len(row["text"]) for row in shells) < 80
     kept = _rows(version, "data")
     assert len({row["content_sha256"] for row in kept}) == len(kept)
     assert not any("<br>" in row["text"] or "<p>" in row["text"] for row in kept)
@@ -230,12 +245,14 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
         assert source_line not in row["text"] and not row["text"].splitlines()[-1].startswith("Source")
     kept_ids = {row["id"] for row in kept}
     for row in _rows(version, "rejected"):
-        assert json.loads(row["reject_detail"])["duplicate_of"] in kept_ids
+        if row["reject_reason"] == "exact_duplicate":
+            assert json.loads(row["reject_detail"])["duplicate_of"] in kept_ids | {s["id"] for s in shells}
     assert Counter(kw for row in kept for kw in row["thematics"] or [])["Société"] > 0
 
 
 def test_build_cli_reports_and_records_the_run(workspace: Workspace, capsys):
-    _ingest(workspace, "speeches", [{"id": "1", "text": "Bonjour."}, {"id": "2", "text": "Bonjour."}])
+    text = "Mesdames et messieurs, je vous remercie de votre présence."
+    _ingest(workspace, "speeches", [{"id": "1", "text": text}, {"id": "2", "text": text}])
     assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "built overton v0001" in out and "exact_duplicate 1" in out
@@ -247,7 +264,7 @@ def test_build_cli_reports_and_records_the_run(workspace: Workspace, capsys):
 
     assert main(["inspect", "--workspace", str(workspace.root)]) == 0  # default: the workspace's dataset
     out = capsys.readouterr().out
-    assert "overton v0001" in out and "speeches:1  [8 chars]" in out and "exact_duplicate 1" in out
+    assert "overton v0001" in out and "speeches:1  [58 chars]" in out and "exact_duplicate 1" in out
     assert main(["verify", "--workspace", str(workspace.root)]) == 0
     assert "ok: 2 files match" in capsys.readouterr().out
     shard = workspace.datasets / "overton" / "v0001" / "rejected" / "part-00000.parquet"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import BaseModel
 
 from overton.cli import main
 from overton.corpus.atomic import is_temporary, write_json
@@ -160,10 +161,18 @@ def test_a_version_without_manifest_does_not_exist(tmp_path: Path):
 
 def test_config_template_holds_every_setting_with_its_default():
     assert parse_config(TEMPLATE) == Config()
-    for section, model in Config.model_fields.items():
-        assert f"[{section}]" in TEMPLATE
-        for key in model.annotation.model_fields:
-            assert f"\n{key} = " in TEMPLATE, f"{section}.{key} missing from the template"
+
+    def check(model: type[BaseModel], section: str) -> None:
+        assert f"\n[{section}]\n" in TEMPLATE
+        body = TEMPLATE.split(f"\n[{section}]\n")[1].split("\n[")[0]
+        for key, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                check(field.annotation, f"{section}.{key}")
+            else:
+                assert f"\n{key} = " in "\n" + body, f"{section}.{key} missing from the template"
+
+    for section, field in Config.model_fields.items():
+        check(field.annotation, section)
 
 
 @pytest.mark.parametrize(

@@ -22,14 +22,17 @@ def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
     done = subprocess.run([str(overton), "demo", "--workspace", str(tmp_path / "demo")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"^\s+total\s+71\s+62\s+9$", done.stdout, re.MULTILINE)
-    assert "rejected by reason: empty 2, exact_duplicate 4, near_duplicate 3" in done.stdout
+    assert re.search(r"^\s+total\s+71\s+56\s+15$", done.stdout, re.MULTILINE)
+    assert ("rejected by reason: empty 2, exact_duplicate 4, near_duplicate 3, not_french 5, quality_alpha_ratio 1"
+            in done.stdout)
+    assert "language: 5 documents not in French, 0 foreign paragraphs removed; quality: 1 documents" in done.stdout
+    assert "personal data: 2 e-mail addresses and 2 phone numbers redacted in 2 documents" in done.stdout
 
     version = Version.open(tmp_path / "demo" / "datasets" / "overton")
     assert version.verify() == []
     counts = version.manifest["counts"]["sources"]
     assert {s: (c["input"], c["kept"], c["rejected"]) for s, c in counts.items()} == {
-        "encyclopedia": (18, 16, 2), "questions": (29, 28, 1), "speeches": (24, 18, 6)}
+        "encyclopedia": (18, 14, 4), "questions": (29, 24, 5), "speeches": (24, 18, 6)}
     assert version.manifest["steps"]["normalize"]["html_stripped"] == 5
     assert version.manifest["steps"]["normalize"]["source_lines_moved"] == 6
 
@@ -55,6 +58,13 @@ def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
         later(11, 22): ("near_duplicate", {"duplicate_of": earlier(11, 22), "jaccard": 0.8214}),
         ids[20]: ("empty", {}),
         ids[23]: ("empty", {}),
+        # English articles and answer; junk without a language; junk repeating one line of few letters
+        "encyclopedia:1100482": ("not_french", {"language": "en", "score": 0.0}),
+        "encyclopedia:1100917": ("not_french", {"language": "en", "score": 0.0}),
+        "questions:qa-1020": ("not_french", {"language": "en", "score": 0.0}),
+        "questions:qa-1018": ("not_french", {"language": "und", "score": 0.0}),
+        "questions:qa-1025": ("not_french", {"language": "und", "score": 0.0}),
+        "questions:qa-1029": ("quality_alpha_ratio", {"threshold": 0.812, "value": 0.8}),
     }
     kept = {row["id"]: row for batch in version.iter_batches("data") for row in batch.to_pylist()}
     for position in (3, 9, 15):  # leftover HTML cleaned
@@ -65,3 +75,8 @@ def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
         assert json.loads(row["meta"])["source_line"].startswith("https://")
         assert "Source :" not in row["text"]
     assert kept[ids[0]]["speakers"][0]["role"] and kept[ids[0]]["published_at"].year == 2015
+    for answer, address in (("qa-1012", "sandrine.morel@example.fr"), ("qa-1026", "thomas.garnier@example.org")):
+        row = kept[f"questions:{answer}"]
+        assert address not in row["text"] and "<EMAIL>" in row["text"] and "<PHONE>" in row["text"]
+        assert (row["pii_emails"], row["pii_phones"]) == (1, 1)
+    assert all(row["language"] == "fr" for row in kept.values())

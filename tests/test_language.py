@@ -270,8 +270,10 @@ def test_decide_replays_with_another_threshold_without_measuring_again():
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown language backend 'cld9': choose one of langdetect, lingua"):
+    with pytest.raises(ValueError, match="backend"):
         LanguageFilter(backend="cld9")
+    with pytest.raises(ValueError, match="unknown language backend 'cld9': choose one of langdetect, lingua"):
+        get_detector("cld9")
 
 
 # --- real data: pinned floors ---------------------------------------------------------------------------
@@ -311,8 +313,8 @@ def test_europarl_english_lines_rejected_and_french_lines_kept():
     french = [s for s in (folder / "europarl-v7.fr-en.fr").read_text(encoding="utf-8").splitlines() if s.strip()]
     english = [s for s in (folder / "europarl-v7.fr-en.en").read_text(encoding="utf-8").splitlines() if s.strip()]
     step = LanguageFilter()
-    kept_french = [s for s in french if step.score(s)[1] >= step.min_score]
-    kept_english = [s for s in english if step.score(s)[1] >= step.min_score]
+    kept_french = [s for s in french if step.score(s)[1] >= step.settings.min_score]
+    kept_english = [s for s in english if step.score(s)[1] >= step.settings.min_score]
     long_french = [s for s in french if len(s) >= 40]
     kept_long = [s for s in kept_french if len(s) >= 40]
     print(f"\nEuroparl: French kept {len(kept_french)}/{len(french)} ({len(kept_long)}/{len(long_french)} of"

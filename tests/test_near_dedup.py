@@ -16,7 +16,7 @@ from overton.pipelines.build import build
 from overton.pipelines.dedup_near import Candidates, NearDedup
 from overton.pipelines.minhash import MinHasher, MinHashParams, fold_words
 from overton.spiders.ingest import ingest
-from tests.conftest import write_jsonl
+from tests.conftest import french_text, write_jsonl
 
 _RNG = random.Random(11)
 VOCABULARY = ["".join(_RNG.choice("abcdefghijklmnopqrstuvwxyzéèàç") for _ in range(_RNG.randint(2, 10)))
@@ -121,7 +121,7 @@ def test_source_priority_comes_before_date_and_id(priority: list[str], kept: str
 
 def test_incremental_build_dedups_against_published_versions(workspace: Workspace):
     rng = random.Random(8)
-    old = [{"id": f"old{i:02d}", "text": " ".join(_words(rng, 600)), "published_at": "2022-01-01"}
+    old = [{"id": f"old{i:02d}", "text": french_text(rng, 600), "published_at": "2022-01-01"}
            for i in range(30)]
     write_jsonl(workspace.root.parent / "old.jsonl", old)
     ingest(workspace, [workspace.root.parent / "old.jsonl"], "speeches")
@@ -130,10 +130,10 @@ def test_incremental_build_dedups_against_published_versions(workspace: Workspac
 
     def variant(text: str) -> str:  # a republished speech: a few words changed at the end
         words = text.split()
-        return " ".join(words[:-15] + _words(rng, 15))
+        return " ".join(words[:-15] + french_text(rng, 15).split())
 
     new = [{"id": "aaa-republished", "text": variant(old[3]["text"]), "published_at": "2020-01-01"},
-           {"id": "new-original", "text": " ".join(_words(rng, 600))},
+           {"id": "new-original", "text": french_text(rng, 600)},
            {"id": "new-copy", "text": variant(old[17]["text"])}]
     write_jsonl(workspace.root.parent / "new.jsonl", new)
     ingest(workspace, [workspace.root.parent / "new.jsonl"], "speeches")

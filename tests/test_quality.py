@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import random
 from collections import Counter
@@ -13,10 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from overton.corpus.config import QualityCuratedConfig, QualityWebConfig
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
 from overton.pipelines import quality
 from overton.pipelines.normalize import clean_whitespace, html_to_text
-from overton.pipelines.quality import CuratedThresholds, QualityFilter, WebThresholds, measure, tokenize
+from overton.pipelines.quality import QualityFilter, measure, tokenize
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
 from tests.conftest import shared_file
 
@@ -50,13 +50,13 @@ def judge(texts: list[str], step: QualityFilter, source: str = "web") -> list[An
     return step.decide(batch)
 
 
-def only(attribute: str, family: type = WebThresholds) -> Any:
+def only(attribute: str, family: type = QualityWebConfig) -> Any:
     """A family's thresholds with every rule off but one, which keeps its default value."""
-    off = {field.name: None for field in dataclasses.fields(family) if field.name != attribute}
+    off = {name: None for name in family.model_fields if name != attribute}
     return family(**off)
 
 
-def default(attribute: str, family: type = WebThresholds) -> Any:
+def default(attribute: str, family: type = QualityWebConfig) -> Any:
     return getattr(family(), attribute)
 
 
@@ -323,13 +323,12 @@ def test_each_curated_rule_keeps_a_speech_and_rejects_its_document(attribute: st
     reason, detail = rejected
     rule = next(rule for rule, _, _, attr in quality._RULES if attr == attribute)
     assert reason == f"quality_{rule}"
-    assert detail["threshold"] == default(attribute, CuratedThresholds)
+    assert detail["threshold"] == default(attribute, QualityCuratedConfig)
 
 
 def test_curated_family_has_no_repetition_or_layout_rules():
-    names = {field.name for field in dataclasses.fields(CuratedThresholds)}
-    assert names == {"min_words", "max_words", "min_mean_word_len", "max_mean_word_len", "min_alpha_ratio",
-                     "max_symbol_ratio"}
+    names = set(QualityCuratedConfig.model_fields)
+    assert names == {"min_words", "min_mean_word_len", "max_mean_word_len", "min_alpha_ratio", "max_symbol_ratio"}
     step = QualityFilter(curated_sources=["discours"])
     web_only = ["max_dup_line_frac", "max_top_2gram", "max_dup_5gram", "min_line_punct_ratio", "max_boilerplate_lines",
                 "max_lorem_ipsum"]
@@ -352,13 +351,13 @@ def test_decide_replays_new_thresholds_on_stored_signals_without_measuring(monke
     monkeypatch.setattr(quality, "measure", no_measuring)
     monkeypatch.setattr(quality, "tokenize", no_measuring)
     blank = batch.set_column(batch.schema.get_field_index("text"), "text", pa.array([""] * 3))
-    no_rules = WebThresholds(**{field.name: None for field in dataclasses.fields(WebThresholds)})
+    no_rules = QualityWebConfig(**dict.fromkeys(QualityWebConfig.model_fields))
     assert QualityFilter(web=no_rules).decide(blank) == [None, None, None]
-    stricter = QualityFilter(web=WebThresholds(min_words=1000))
+    stricter = QualityFilter(web=QualityWebConfig(min_words=1000))
     assert [r and r[0] for r in stricter.decide(blank)] == ["quality_min_words"] * 3
     as_curated = QualityFilter(curated_sources=["web"])
     assert as_curated.decide(blank) == [None, None, None]
-    stricter_curated = QualityFilter(curated_sources=["web"], curated=CuratedThresholds(min_words=10))
+    stricter_curated = QualityFilter(curated_sources=["web"], curated=QualityCuratedConfig(min_words=10))
     assert stricter_curated.decide(blank) == [None, ("quality_min_words", {"value": 6, "threshold": 10}), None]
 
 
@@ -374,11 +373,11 @@ def test_apply_in_a_step_chain_keeps_signals_and_rejects_with_json_detail():
 
 
 def test_parameters_record_every_threshold_as_json():
-    step = QualityFilter(curated_sources=["vie-publique", "an-debats"], web=WebThresholds(min_words=80))
+    step = QualityFilter(curated_sources=["vie-publique", "an-debats"], web=QualityWebConfig(min_words=80))
     params = json.loads(json.dumps(step.parameters()))
     assert params["curated_sources"] == ["an-debats", "vie-publique"]
     assert params["web"]["min_words"] == 80 and params["web"]["max_dup_line_frac"] == 0.264
-    assert params["curated"] == dataclasses.asdict(CuratedThresholds())
+    assert params["curated"] == QualityCuratedConfig().model_dump()
 
 
 def test_signal_columns_are_compact_and_declared():
@@ -443,3 +442,14 @@ def test_real_debate_sentences_joined_per_sitting_are_kept_as_curated():
     texts = clean_whitespace([path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))])
     step = QualityFilter(curated_sources=["assemblee"])
     assert judge(texts, step, source="assemblee") == [None] * len(texts) == [None] * 442
+
+
+def test_line_share_rules_do_not_judge_short_answers_by_one_line():
+    paragraphs = [p for p in PROSE.split("\n\n") if p][:3]
+    short = "\n\n".join(paragraphs[:-1] + [paragraphs[-1].rstrip(".") + "…"])
+    long = "\n\n".join([*paragraphs, *paragraphs[:2]]).replace(".\n\n", "…\n\n", 2)
+    step = QualityFilter()
+    batch = step.signals(work_batch([short, long], step=step))
+    assert batch.column("quality_lines").to_pylist() == [3, 5]
+    assert batch.column("quality_ellipsis_lines").to_pylist()[0] == pytest.approx(1 / 3)
+    assert [r and r[0] for r in step.decide(batch)] == [None, "quality_ellipsis_lines"]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
+
+import pytest
 
 from overton.cli import main
 from overton.corpus.dataset import Version
+from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.demo import SAMPLE, sample_dir
 from overton.pipelines.build import build
 from overton.pipelines.refilter import refilter
 from overton.spiders.ingest import ingest
+from tests.conftest import french_text, write_jsonl
 
 
 def _sample_workspace(workspace: Workspace) -> Version:
@@ -71,3 +76,32 @@ def test_refilter_refuses_when_measured_signals_would_change(workspace: Workspac
 def test_refilter_needs_a_version(workspace: Workspace, capsys):
     assert main(["build", "--refilter", "--quiet", "--workspace", str(workspace.root)]) == 2
     assert "nothing to refilter" in capsys.readouterr().err
+
+
+def test_refilter_replays_language_and_quality_and_redacts_what_it_lets_through(workspace: Workspace):
+    rng = random.Random(3)
+    answer = french_text(rng, 30) + " Écrivez-moi : jean.dupont@example.org."
+    english = "The parliament will vote on the budget before the end of the year with the social partners."
+    path = write_jsonl(workspace.root.parent / "web.jsonl", [
+        {"id": "short", "text": answer}, {"id": "english", "text": english},
+        {"id": "long", "text": french_text(rng, 80)}])
+    ingest(workspace, [path], "web")
+    first = build(workspace, jobs=1, progress=False).version
+    assert _reasons(first) == {"web:short": "quality_min_words", "web:english": "not_french"}
+
+    _set(workspace, "min_words = 50", "min_words = 20")
+    _set(workspace, "\nmin_score = 0.5", "\nmin_score = 0.0")
+    second = refilter(workspace, progress=False).version
+    # the English text passes the language filter now, so the quality filter measures it for the first time
+    [english_row] = [row for b in second.iter_batches("rejected") for row in b.to_pylist()]
+    assert (english_row["id"], english_row["reject_reason"]) == ("web:english", "quality_min_words")
+    assert json.loads(english_row["reject_detail"]) == {"threshold": 20, "value": 17}
+    kept = {row["id"]: row for b in second.iter_batches("data") for row in b.to_pylist()}
+    assert sorted(kept) == ["web:long", "web:short"]
+    assert kept["web:short"]["text"].endswith("Écrivez-moi : <EMAIL>.")
+    assert kept["web:short"]["pii_emails"] == 1 and kept["web:long"]["pii_emails"] == 0
+    assert second.manifest["steps"]["pii"]["emails_redacted"] == 1
+
+    _set(workspace, "\nwindows = 5", "\nwindows = 3")
+    with pytest.raises(UserError, match="language"):
+        refilter(workspace, progress=False)

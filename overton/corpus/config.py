@@ -44,6 +44,103 @@ class NormalizeConfig(_Section):
     source_line_to_meta: bool = True
 
 
+#: Public political text (speeches, parliamentary debates and reports): edited and public by nature,
+#: so it gets only the length and garbage quality rules and is not searched for personal data.
+CURATED_SOURCES = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
+
+# FineWeb-2's French stop words (fra_Latn.yml: de la le et à en l' des du les est d' un une il dans par au),
+# written as full words, plus the full forms behind the other elisions (qu' j' n' s' c' m' t'), so that
+# "qu'il", "j'ai", "n'est", "c'est" count like "que il", "je ai", "ne est", "ce est".
+FRENCH_STOP_WORDS = [
+    "de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au",
+    "que", "je", "ne", "se", "ce", "me", "te",
+]
+
+
+class LanguageConfig(_Section):
+    """The French filter (``overton.pipelines.language``); every key is explained in :data:`TEMPLATE`."""
+
+    enabled: bool = True
+    min_score: float = Field(0.5, ge=0, le=1)
+    backend: str = Field("langdetect", pattern=r"^(langdetect|lingua)$")
+    seed: int = 0
+    windows: int = Field(5, ge=1)
+    window_chars: int = Field(1000, ge=100)
+    paragraph_mode: bool = True
+    paragraph_min_chars: int = Field(80, ge=0)
+    paragraph_min_score: float = Field(0.5, ge=0, le=1)
+    paragraph_pass_min_score: float = Field(0.1, ge=0, le=1)
+    paragraph_lexical_french: float = Field(0.15, ge=0, le=1)
+    lexical_french: float = Field(0.25, ge=0, le=1)
+    lexical_foreign: float = Field(0.05, ge=0, le=1)
+    veto_score: float = Field(0.15, ge=0, le=1)
+    min_words: int = Field(8, ge=0)
+
+
+class QualityWebConfig(_Section):
+    """Web sources: FineWeb-2 French (fra_Latn.yml) where it tuned a value, else Gopher/FineWeb defaults.
+
+    ``None`` (from code only; TOML has no null) turns a rule off. Comparisons are datatrove's: a
+    document is rejected when its value is ``< min_*``, ``> max_*``, ``line_punct_ratio <=
+    min_line_punct_ratio`` or ``dup_line_char_frac >= max_dup_line_char_frac``.
+    """
+
+    min_words: int | None = 50  # Gopher default, kept by FineWeb-2
+    max_words: int | None = 100_000  # Gopher default
+    min_mean_word_len: float | None = 2.0  # FineWeb-2 fr
+    max_mean_word_len: float | None = 11.0  # FineWeb-2 fr
+    min_alpha_ratio: float | None = 0.812  # FineWeb-2 fr (share of tokens with a letter)
+    max_symbol_ratio: float | None = 0.1  # Gopher: "#" per token, and "..."/"…" per token
+    min_stop_words: int | None = 2  # Gopher / FineWeb-2
+    max_lorem_ipsum: int | None = 0  # C4: any "lorem ipsum" is a template, not text
+    max_boilerplate_lines: float | None = 0.3  # ours: share of lines that are site furniture
+    max_bullet_lines: float | None = 0.9  # Gopher
+    max_ellipsis_lines: float | None = 0.3  # Gopher
+    line_rules_min_lines: int | None = 5  # ours: the two rules above judge documents of this many lines or more
+    max_dup_line_frac: float | None = 0.264  # FineWeb-2 fr (Gopher's count fraction of repeated lines)
+    max_dup_line_char_frac: float | None = 0.1  # FineWeb-2 (FineWeb's char_dup_ratio, 0.01 in English)
+    max_top_2gram: float | None = 0.161  # FineWeb-2 fr
+    max_top_3gram: float | None = 0.149
+    max_top_4gram: float | None = 0.134
+    max_dup_5gram: float | None = 0.15  # FineWeb-2 fr
+    max_dup_6gram: float | None = 0.141
+    max_dup_7gram: float | None = 0.131
+    max_dup_8gram: float | None = 0.121
+    max_dup_9gram: float | None = 0.111
+    max_dup_10gram: float | None = 0.1
+    min_line_punct_ratio: float | None = 0.1  # FineWeb-2 fr (line_punct_thr)
+    max_newline_ratio: float | None = 0.185  # FineWeb-2 fr (new_line_ratio)
+
+
+class QualityCuratedConfig(_Section):
+    """Curated sources (speeches, debates): length and garbage only, never repetition, layout or size.
+
+    Values are deliberately loose: they catch empty shells (a speech body that is only the
+    interviewer's name or "Mesdames et Messieurs,": a failed scrape), tables of figures, and markup or
+    encoding debris, not style. There is no maximum length: a long sitting report is still good text
+    (``build.max_doc_bytes`` bounds every document).
+    """
+
+    min_words: int | None = 5
+    min_mean_word_len: float | None = 2.0
+    max_mean_word_len: float | None = 15.0
+    min_alpha_ratio: float | None = 0.5
+    max_symbol_ratio: float | None = 0.1
+
+
+class QualityConfig(_Section):
+    enabled: bool = True
+    curated_sources: list[str] = CURATED_SOURCES
+    stop_words: list[str] = FRENCH_STOP_WORDS
+    web: QualityWebConfig = QualityWebConfig()
+    curated: QualityCuratedConfig = QualityCuratedConfig()
+
+
+class PiiConfig(_Section):
+    enabled: bool = True
+    skip_sources: list[str] = CURATED_SOURCES
+
+
 class NearDedupConfig(_Section):
     enabled: bool = True
     bands: int = Field(14, gt=0)
@@ -70,6 +167,9 @@ class Config(_Section):
     shards: ShardConfig = ShardConfig()
     normalize: NormalizeConfig = NormalizeConfig()
     build: BuildConfig = BuildConfig()
+    language: LanguageConfig = LanguageConfig()
+    quality: QualityConfig = QualityConfig()
+    pii: PiiConfig = PiiConfig()
     near_dedup: NearDedupConfig = NearDedupConfig()
     ingest: IngestConfig = IngestConfig()
 
@@ -104,6 +204,98 @@ max_doc_bytes = 8000000
 # Documents with more U+FFFD replacement characters (text that was not valid UTF-8 upstream)
 # than this are rejected as invalid_utf8.
 max_replacement_chars = 0
+
+[language]
+# Keep French documents (langdetect, seeded, with a lexical second opinion); see bench/language.py.
+enabled = true
+# Keep a document whose French score (length-weighted over its windows) is at least this.
+min_score = 0.5
+# Detector asked about doubtful texts: "langdetect" or "lingua" (extra `bench`).
+backend = "langdetect"
+# langdetect's seed: unseeded, it gives different answers run to run.
+seed = 0
+# A document is judged on at most this many windows of about this many characters, spread over it.
+windows = 5
+window_chars = 1000
+# Drop the foreign paragraphs (blank-line separated) of documents found French; count removed characters.
+paragraph_mode = true
+# Shorter paragraphs (names, interjections, headings) are never dropped.
+paragraph_min_chars = 80
+# A doubtful paragraph is dropped below this French probability.
+paragraph_min_score = 0.5
+# Documents scoring below this are judged whole, without the paragraph pass.
+paragraph_pass_min_score = 0.1
+# Share of French function words from which a paragraph is French without asking the detector.
+paragraph_lexical_french = 0.15
+# Share of French function words from which a window is French without the detector ...
+lexical_french = 0.25
+# ... and up to which it is foreign without the detector.
+lexical_foreign = 0.05
+# The detector's "French" is overruled below this share (Latin, Irish, Yoruba look French to langdetect).
+veto_score = 0.15
+# Texts of fewer words always go to the detector.
+min_words = 8
+
+[quality]
+# Gopher / FineWeb-2 quality signals, stored as quality_* columns; thresholds per source family.
+enabled = true
+# Sources that get the [quality.curated] rules; every other source gets [quality.web].
+curated_sources = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
+# Stop words counted by min_stop_words (full words: "l'", "qu'", "j'"... count for the words they stand for).
+stop_words = ["de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au",
+              "que", "je", "ne", "se", "ce", "me", "te"]
+
+[quality.web]
+# FineWeb-2 French values. A document is rejected when a value is below min_* or above max_*.
+# To turn a rule off, set a minimum to 0 or a maximum out of reach.
+min_words = 50
+max_words = 100000
+min_mean_word_len = 2.0
+max_mean_word_len = 11.0
+# Share of tokens with a letter.
+min_alpha_ratio = 0.812
+# "#" per token, and "..." or "…" per token.
+max_symbol_ratio = 0.1
+min_stop_words = 2
+max_lorem_ipsum = 0
+# Shares of non-empty lines that are site furniture, bullets, or end in an ellipsis.
+max_boilerplate_lines = 0.3
+max_bullet_lines = 0.9
+max_ellipsis_lines = 0.3
+# The bullet and ellipsis line rules judge only documents with at least this many lines: in a short
+# answer, one paragraph trailing off "…" is a third of the lines but not a list of teasers.
+line_rules_min_lines = 5
+# Repeated lines: their share of lines, and (rejected at or above) their share of characters.
+max_dup_line_frac = 0.264
+max_dup_line_char_frac = 0.1
+# Characters covered by the most frequent 2-, 3-, 4-gram.
+max_top_2gram = 0.161
+max_top_3gram = 0.149
+max_top_4gram = 0.134
+# Characters covered by repeated 5- to 10-grams.
+max_dup_5gram = 0.15
+max_dup_6gram = 0.141
+max_dup_7gram = 0.131
+max_dup_8gram = 0.121
+max_dup_9gram = 0.111
+max_dup_10gram = 0.1
+# Share of lines ending in terminal punctuation (rejected at or below), and line breaks per token.
+min_line_punct_ratio = 0.1
+max_newline_ratio = 0.185
+
+[quality.curated]
+# Speeches and debates: length and garbage only ("La séance est ouverte." is their nature).
+min_words = 5
+min_mean_word_len = 2.0
+max_mean_word_len = 15.0
+min_alpha_ratio = 0.5
+max_symbol_ratio = 0.1
+
+[pii]
+# Replace e-mail addresses and phone numbers with <EMAIL> / <PHONE>, counted in pii_* columns.
+enabled = true
+# Sources left untouched: public speeches are public record.
+skip_sources = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
 
 [near_dedup]
 # MinHash LSH near-duplicate removal over the whole dataset, earlier versions included.

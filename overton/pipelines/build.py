@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from overton import __version__
 from overton.corpus.atomic import atomic_path, read_json, remove_temporaries, sha256_file, write_json
-from overton.corpus.config import Config, ShardConfig
+from overton.corpus.config import Config, QualityCuratedConfig, QualityWebConfig, ShardConfig
 from overton.corpus.dataset import FORMAT, MANIFEST, Version, list_versions, version_name, version_number
 from overton.corpus.errors import UserError
 from overton.corpus.shards import ShardWriter, row_group_rows
@@ -41,8 +41,11 @@ from overton.pipelines.checks import Admission, TooLarge
 from overton.pipelines.dedup_exact import ExactDedup
 from overton.pipelines.dedup_near import Candidates, NearDedup, load_index, save_index
 from overton.pipelines.executor import LocalExecutor
+from overton.pipelines.language import LanguageFilter
 from overton.pipelines.minhash import MinHashParams
 from overton.pipelines.normalize import Normalize
+from overton.pipelines.pii import PiiRedactor
+from overton.pipelines.quality import QualityFilter
 from overton.pipelines.step import Step, data_schema, merge_stats, run_steps, to_work_batch, work_schema
 
 _DEDUP_COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
@@ -57,27 +60,50 @@ class BuildResult:
 
 def parameters(config: Config) -> dict[str, Any]:
     """Everything that changes the output; recorded in the plan and the manifest."""
-    return {
-        "steps": ["too_large", "normalize", "admission", "dedup_content_sha256", "dedup_id", "near_dedup"],
+    params = {
         "normalize": config.normalize.model_dump(),
         "max_doc_bytes": config.build.max_doc_bytes,
         "max_replacement_chars": config.build.max_replacement_chars,
+        "language": config.language.model_dump(),
+        "quality": config.quality.model_dump(),
+        "pii": config.pii.model_dump(),
         "shards": config.shards.model_dump(),
         "near_dedup": config.near_dedup.model_dump(),
     }
+    global_steps = ["dedup_content_sha256", "dedup_id"] + ([NearDedup.name] if config.near_dedup.enabled else [])
+    return {"steps": [step.name for step in document_steps(params)] + global_steps, **params}
 
 
 def document_steps(params: dict[str, Any]) -> list[Step]:
-    """The per-document steps, run in parallel tasks."""
-    return [
+    """The per-document steps, run in parallel tasks, in this order: cheap rejections first, and PII
+    last so that it only reads the text the corpus keeps."""
+    steps: list[Step] = [
         TooLarge(params["max_doc_bytes"]),
         Normalize(**params["normalize"]),
         Admission(params["max_replacement_chars"]),
     ]
+    language, quality, pii = params["language"], params["quality"], params["pii"]
+    if language["enabled"]:
+        steps.append(LanguageFilter(**{k: v for k, v in language.items() if k != "enabled"}))
+    if quality["enabled"]:
+        steps.append(QualityFilter(
+            curated_sources=quality["curated_sources"],
+            web=QualityWebConfig(**quality["web"]),
+            curated=QualityCuratedConfig(**quality["curated"]),
+            stop_words=quality["stop_words"],
+        ))
+    if pii["enabled"]:
+        steps.append(PiiRedactor(pii["skip_sources"]))
+    return steps
 
 
 #: The steps that need every document at once, run in the finalize stage.
 GLOBAL_STEPS: tuple[type[Step], ...] = (ExactDedup, NearDedup)
+
+#: Every step that can run, in order: their columns make a build's schema, the same whichever steps are
+#: enabled (a disabled step's columns stay null), so a version's files and its parent's always agree.
+ALL_STEPS: tuple[type[Step], ...] = (TooLarge, Normalize, Admission, LanguageFilter, QualityFilter, PiiRedactor,
+                                     *GLOBAL_STEPS)
 
 
 #: The rejections every build and refilter decides again from scratch.
@@ -85,8 +111,16 @@ GLOBAL_STEP_NAMES = frozenset({"dedup_content_sha256", "dedup_id", NearDedup.nam
 
 
 def signal_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that change what the per-document steps measure (a refilter needs them unchanged)."""
-    return {key: params.get(key) for key in ("normalize", "max_doc_bytes", "max_replacement_chars")}
+    """The parameters that change what the per-document steps measure or rewrite: a refilter, which
+    re-decides on stored signals, needs them unchanged. Thresholds that only ``decide`` reads are not
+    among them."""
+    language = {k: v for k, v in params["language"].items() if k != "min_score"}
+    quality = {"enabled": params["quality"]["enabled"], "stop_words": params["quality"]["stop_words"]}
+    return {
+        **{key: params[key] for key in ("normalize", "max_doc_bytes", "max_replacement_chars", "pii")},
+        "language": language,
+        "quality": quality,
+    }
 
 
 def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
@@ -98,10 +132,8 @@ def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
     return NearDedup(minhash, settings["threshold"], settings["source_priority"])
 
 
-def schemas(params: dict[str, Any]) -> tuple[pa.Schema, pa.Schema]:
-    """(kept documents, rejected documents) schemas of a build with these parameters."""
-    steps = [*document_steps(params), *GLOBAL_STEPS]
-    return data_schema(steps), work_schema(steps)
+#: Kept documents, and rejected ones (with the reject columns), of every build.
+DATA_SCHEMA, WORK_SCHEMA = data_schema(ALL_STEPS), work_schema(ALL_STEPS)
 
 
 # ---------------------------------------------------------------- plan
@@ -151,12 +183,11 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
     except (OSError, pa.ArrowException) as exc:
         raise UserError(f"{source_path}: cannot read row group {task['row_group']}: {exc}") from None
     steps = document_steps(params)
-    _, schema = schemas(params)
     pieces = []
     for batch in table.to_batches():
-        live, rejected = run_steps(steps, to_work_batch(batch, schema))
+        live, rejected = run_steps(steps, to_work_batch(batch, WORK_SCHEMA))
         pieces += rejected + [live]
-    return write_task(stem, pieces, schema, params, {step.name: dict(step.stats) for step in steps})
+    return write_task(stem, pieces, WORK_SCHEMA, params, {step.name: dict(step.stats) for step in steps})
 
 
 def write_task(stem: Path, pieces: list[pa.RecordBatch], schema: pa.Schema, params: dict[str, Any],
@@ -188,7 +219,6 @@ class _Finalizer:
         self.versions, self.parent = versions, (versions[-1] if versions else None)
         self.index_dir = index_dir
         self.settings = ShardConfig.model_validate(plan["parameters"]["shards"]).settings()
-        self.data_schema, self.rejected_schema = schemas(plan["parameters"])
         self.task_files = [_task_stem(work, t["index"]).with_suffix(".parquet") for t in plan["tasks"]]
 
     def _live(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
@@ -298,7 +328,7 @@ class _Finalizer:
 
     def _write(self, dedup: list[Step]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         writers: dict[str, ShardWriter] = {}
-        rejected = ShardWriter(self.out / "rejected", self.rejected_schema, self.settings,
+        rejected = ShardWriter(self.out / "rejected", WORK_SCHEMA, self.settings,
                                first_index=self._next_index("rejected"))
         counts: dict[str, Counter] = {}
 
@@ -320,10 +350,10 @@ class _Finalizer:
             count(kept, "kept")
             for source in sorted(set(kept.column("source").to_pylist())):
                 if source not in writers:
-                    writers[source] = ShardWriter(self.out / "data" / source, self.data_schema, self.settings,
+                    writers[source] = ShardWriter(self.out / "data" / source, DATA_SCHEMA, self.settings,
                                                   first_index=self._next_index("data", source))
                 part = kept.filter(pc.equal(kept.column("source"), source))
-                writers[source].write(part.select(self.data_schema.names))
+                writers[source].write(part.select(DATA_SCHEMA.names))
         entries = []
         for source, writer in sorted(writers.items()):
             entries += [self._entry(shard, "data", source) for shard in writer.close()]

@@ -35,11 +35,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from overton.corpus.config import LanguageConfig
 from overton.corpus.schema import text_sha256
 from overton.pipelines.step import Filter, Rejection, set_column
 
@@ -312,24 +313,9 @@ class LanguageFilter(Filter):
     French probabilities (1 or 0 when the lexical test decided). Texts without French function words
     (tables, lists of names) therefore score 0: they are not prose a French language model learns from.
 
-    Parameters (all keyword, defaults measured with ``bench/language.py``):
-
-    * ``min_score`` (0.5): keep a document whose score is at least this; the only one ``decide`` reads.
-    * ``backend`` ("langdetect"): detector for doubtful texts, a key of :data:`DETECTORS`.
-    * ``seed`` (0): langdetect's seed.
-    * ``windows`` (5), ``window_chars`` (1000): a document is judged on at most this many windows of about
-      this many characters; no text longer than ``window_chars`` reaches the detector.
-    * ``paragraph_mode`` (True): drop foreign paragraphs ("\n\n"-separated) from documents found French.
-    * ``paragraph_min_chars`` (80): shorter paragraphs (names, interjections, headings) are never dropped.
-    * ``paragraph_min_score`` (0.5): a doubtful paragraph is dropped below this French probability.
-    * ``paragraph_pass_min_score`` (0.1): documents scoring below this are judged whole, without the
-      paragraph pass (bounds the cost on foreign documents).
-    * ``paragraph_lexical_french`` (0.15): lexical score from which a paragraph is French without detector.
-    * ``lexical_french`` (0.25): lexical score from which a window is French without detector (with at
-      least half of it from French-only words).
-    * ``lexical_foreign`` (0.05): lexical score up to which a window is foreign without detector.
-    * ``veto_score`` (0.15): the detector's "French" is overruled below this lexical score.
-    * ``min_words`` (8): texts of fewer words always go to the detector.
+    Settings are the keys of ``[language]`` in ``overton.toml`` (:class:`LanguageConfig`, where the
+    defaults measured with ``bench/language.py`` are explained), given as keyword arguments; ``min_score``
+    is the only one ``decide`` reads.
     """
 
     name = "language"
@@ -339,47 +325,14 @@ class LanguageFilter(Filter):
         pa.field("language_removed_chars", pa.int64()),
     )
 
-    def __init__(
-        self,
-        min_score: float = 0.5,
-        backend: str = "langdetect",
-        seed: int = 0,
-        windows: int = 5,
-        window_chars: int = 1000,
-        paragraph_mode: bool = True,
-        paragraph_min_chars: int = 80,
-        paragraph_min_score: float = 0.5,
-        paragraph_pass_min_score: float = 0.1,
-        paragraph_lexical_french: float = 0.15,
-        lexical_french: float = 0.25,
-        lexical_foreign: float = 0.05,
-        veto_score: float = 0.15,
-        min_words: int = 8,
-    ):
+    def __init__(self, **settings: Any):
         super().__init__()
-        if windows < 1 or window_chars < 100:
-            raise ValueError("language filter: windows must be >= 1 and window_chars >= 100")
-        if backend not in DETECTORS:
-            raise ValueError(f"unknown language backend {backend!r}: choose one of {', '.join(DETECTORS)}")
-        self.min_score = min_score
-        self.backend = backend
-        self.seed = seed
-        self.windows = windows
-        self.window_chars = window_chars
-        self.paragraph_mode = paragraph_mode
-        self.paragraph_min_chars = paragraph_min_chars
-        self.paragraph_min_score = paragraph_min_score
-        self.paragraph_pass_min_score = paragraph_pass_min_score
-        self.paragraph_lexical_french = paragraph_lexical_french
-        self.lexical_french = lexical_french
-        self.lexical_foreign = lexical_foreign
-        self.veto_score = veto_score
-        self.min_words = min_words
+        self.settings = LanguageConfig(**settings)
 
     @functools.cached_property
     def detector(self) -> LanguageDetector:
         """Built on first use: a batch the lexical test settles alone never loads a model."""
-        return get_detector(self.backend, self.seed)
+        return get_detector(self.settings.backend, self.settings.seed)
 
     def __getstate__(self) -> dict:
         """Ship the settings, not the loaded detector, to worker processes (local pool or Ray)."""
@@ -403,18 +356,18 @@ class LanguageFilter(Filter):
         amendment numbers has few function words of any language.
         """
         evidence = lexical_evidence(text)
-        french_words = evidence.strong >= self.lexical_french / 2
+        french_words = evidence.strong >= self.settings.lexical_french / 2
         mixed = french_words and evidence.foreign_language != UNDETERMINED
-        if evidence.words >= self.min_words:
-            if paragraph and evidence.french >= self.paragraph_lexical_french:
+        if evidence.words >= self.settings.min_words:
+            if paragraph and evidence.french >= self.settings.paragraph_lexical_french:
                 return Verdict("fr", 1.0, False, False)
-            if evidence.french >= self.lexical_french and french_words:
+            if evidence.french >= self.settings.lexical_french and french_words:
                 return Verdict("fr", 1.0, False, False)
             foreign_evidence = not paragraph or evidence.foreign_language != UNDETERMINED
-            if evidence.french <= self.lexical_foreign and foreign_evidence and not mixed:
+            if evidence.french <= self.settings.lexical_foreign and foreign_evidence and not mixed:
                 return Verdict(evidence.foreign_language, 0.0, False, False)
-        detection = self.detector.detect(text[: self.window_chars])
-        if not paragraph and not mixed and detection.french >= 0.5 and evidence.french < self.veto_score:
+        detection = self.detector.detect(text[: self.settings.window_chars])
+        if not paragraph and not mixed and detection.french >= 0.5 and evidence.french < self.settings.veto_score:
             return Verdict(evidence.foreign_language, 0.0, True, True)
         return Verdict(detection.language, detection.french, True, False)
 
@@ -422,7 +375,7 @@ class LanguageFilter(Filter):
         """(language, French score) of a whole text from its windows."""
         weights: dict[str, float] = {}
         total = french = 0.0
-        for window in windows(text, self.windows, self.window_chars):
+        for window in windows(text, self.settings.windows, self.settings.window_chars):
             verdict = self.judge(window)
             self._count(verdict, "windows")
             total += len(window)
@@ -451,10 +404,10 @@ class LanguageFilter(Filter):
         kept = []
         for paragraph in paragraphs:
             self.stats["paragraphs_checked"] += 1
-            if len(paragraph) >= self.paragraph_min_chars:
+            if len(paragraph) >= self.settings.paragraph_min_chars:
                 verdict = self.judge(paragraph, paragraph=True)
                 self._count(verdict, "paragraphs")
-                if verdict.french < self.paragraph_min_score:
+                if verdict.french < self.settings.paragraph_min_score:
                     self.stats["paragraphs_dropped"] += 1
                     continue
             kept.append(paragraph)
@@ -470,7 +423,7 @@ class LanguageFilter(Filter):
     def measure(self, text: str) -> tuple[str, str, float]:
         """(text to keep, language, score) of one document."""
         language, score = self.score(text)
-        if self.paragraph_mode and score >= self.paragraph_pass_min_score and "\n\n" in text:
+        if self.settings.paragraph_mode and score >= self.settings.paragraph_pass_min_score and "\n\n" in text:
             kept = self.drop_foreign_paragraphs(text)
             if kept is not text:
                 language, score = self.score(kept)
@@ -517,7 +470,7 @@ class LanguageFilter(Filter):
         scores = batch.column("language_score").to_pylist()
         rejections: list[Rejection] = []
         for language, score, is_empty in zip(languages, scores, empty, strict=True):
-            if score is None or score < self.min_score or is_empty:
+            if score is None or score < self.settings.min_score or is_empty:
                 rejections.append(("not_french", {"language": language, "score": round(float(score or 0.0), 4)}))
             else:
                 rejections.append(None)

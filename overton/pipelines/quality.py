@@ -37,27 +37,19 @@ numpy comes with pyarrow's ecosystem and datasketch (a dependency already).
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from overton.corpus.config import FRENCH_STOP_WORDS, QualityCuratedConfig, QualityWebConfig
 from overton.pipelines.step import Filter, Rejection, set_column
 
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 TOP_NGRAMS = (2, 3, 4)
 
-# FineWeb-2's French stop words (fra_Latn.yml: de la le et à en l' des du les est d' un une il dans par au),
-# written as full words, plus the full forms behind the other elisions (qu' j' n' s' c' m' t'), so that
-# "qu'il", "j'ai", "n'est", "c'est" count like "que il", "je ai", "ne est", "ce est".
-FRENCH_STOP_WORDS = (
-    "de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au",
-    "que", "je", "ne", "se", "ce", "me", "te",
-)
 #: Elided forms and the words they stand for: an elided token is a stop word when one of them is.
 ELISIONS = {
     "l'": ("le", "la"), "d'": ("de",), "qu'": ("que",), "j'": ("je",), "n'": ("ne",), "s'": ("se", "si"),
@@ -115,59 +107,6 @@ _BOILERPLATE_HINT = (
 _LOREM = r"(?i)lorem ipsum"
 
 
-# --- thresholds ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WebThresholds:
-    """Web sources: FineWeb-2 French (fra_Latn.yml) where it tuned a value, else Gopher/FineWeb defaults.
-
-    ``None`` disables a rule. Comparisons are datatrove's: a document is rejected when its value is
-    ``< min_*``, ``> max_*``, ``line_punct_ratio <= min_line_punct_ratio`` or
-    ``dup_line_char_frac >= max_dup_line_char_frac``.
-    """
-
-    min_words: int | None = 50  # Gopher default, kept by FineWeb-2
-    max_words: int | None = 100_000  # Gopher default
-    min_mean_word_len: float | None = 2.0  # FineWeb-2 fr
-    max_mean_word_len: float | None = 11.0  # FineWeb-2 fr
-    min_alpha_ratio: float | None = 0.812  # FineWeb-2 fr (share of tokens with a letter)
-    max_symbol_ratio: float | None = 0.1  # Gopher: "#" per token, and "..."/"…" per token
-    min_stop_words: int | None = 2  # Gopher / FineWeb-2
-    max_lorem_ipsum: int | None = 0  # C4: any "lorem ipsum" is a template, not text
-    max_boilerplate_lines: float | None = 0.3  # ours: share of lines that are site furniture
-    max_bullet_lines: float | None = 0.9  # Gopher
-    max_ellipsis_lines: float | None = 0.3  # Gopher
-    max_dup_line_frac: float | None = 0.264  # FineWeb-2 fr (Gopher's count fraction of repeated lines)
-    max_dup_line_char_frac: float | None = 0.1  # FineWeb-2 (FineWeb's char_dup_ratio, 0.01 in English)
-    max_top_2gram: float | None = 0.161  # FineWeb-2 fr
-    max_top_3gram: float | None = 0.149
-    max_top_4gram: float | None = 0.134
-    max_dup_5gram: float | None = 0.15  # FineWeb-2 fr
-    max_dup_6gram: float | None = 0.141
-    max_dup_7gram: float | None = 0.131
-    max_dup_8gram: float | None = 0.121
-    max_dup_9gram: float | None = 0.111
-    max_dup_10gram: float | None = 0.1
-    min_line_punct_ratio: float | None = 0.1  # FineWeb-2 fr (line_punct_thr)
-    max_newline_ratio: float | None = 0.185  # FineWeb-2 fr (new_line_ratio)
-
-
-@dataclass(frozen=True)
-class CuratedThresholds:
-    """Curated sources (speeches, debates): length and garbage only, never repetition or layout.
-
-    Values are deliberately loose: they catch empty shells (a speech body that is only the
-    interviewer's name or "Mesdames et Messieurs,": a failed scrape), tables of figures, and markup or
-    encoding debris, not style.
-    """
-
-    min_words: int | None = 5
-    max_words: int | None = None
-    min_mean_word_len: float | None = 2.0
-    max_mean_word_len: float | None = 15.0
-    min_alpha_ratio: float | None = 0.5
-    max_symbol_ratio: float | None = 0.1
-
-
 # (reason, signal column, comparison, threshold attribute), checked in this order; the first failing
 # rule names the rejection. Cheap, obvious rules come first so the reason is the most telling one.
 _RULES: tuple[tuple[str, str, str, str], ...] = (
@@ -190,6 +129,9 @@ _RULES: tuple[tuple[str, str, str, str], ...] = (
     ("line_punct", "quality_line_punct_ratio", "le", "min_line_punct_ratio"),
     ("newline_ratio", "quality_newline_ratio", "gt", "max_newline_ratio"),
 )
+#: Gopher's page-structure rules: one line in three is too large a share to judge a short answer by
+#: (a three-paragraph reply whose last sentence trails off "…" is not a list of teasers).
+_LINE_SHARE_RULES = frozenset({"bullet_lines", "ellipsis_lines"})
 _COMPARE = {"lt": np.less, "gt": np.greater, "le": np.less_equal, "ge": np.greater_equal}
 
 _I32, _F32 = pa.int32(), pa.float32()
@@ -202,6 +144,7 @@ COLUMNS = (
     pa.field("quality_ellipsis_ratio", _F32),  # ("..." + "…") / tokens
     pa.field("quality_stop_words", _I32),
     pa.field("quality_lorem_ipsum", _I32),
+    pa.field("quality_lines", _I32),  # non-empty lines
     pa.field("quality_boilerplate_lines", _F32),  # share of non-empty lines
     pa.field("quality_bullet_lines", _F32),
     pa.field("quality_ellipsis_lines", _F32),
@@ -282,6 +225,7 @@ def _line_signals(texts: pa.Array, n: int, chars: np.ndarray) -> dict[str, np.nd
         "dup_line_frac": _ratio(_per_row(rows, n, repeated), count),
         "dup_line_char_frac": _ratio(_per_row(rows, n, repeated * lengths), chars - breaks),
         "line_breaks": np.maximum(count - 1, 0),
+        "lines": count,
     }
 
 
@@ -515,9 +459,9 @@ def _stop_lookup(stop_words: Iterable[str]) -> list[str]:
 class QualityFilter(Filter):
     """Measure Gopher/FineWeb signals for every document; reject by the thresholds of its source family.
 
-    ``curated_sources``: source names whose documents get :class:`CuratedThresholds` (``curated``);
-    every other source gets :class:`WebThresholds` (``web``). ``stop_words``: full words; elided forms
-    (``l'``, ``qu'``...) count when a word they stand for is listed.
+    ``curated_sources``: source names whose documents get the ``curated`` thresholds; every other
+    source gets the ``web`` ones (``[quality.curated]`` and ``[quality.web]`` of ``overton.toml``).
+    ``stop_words``: full words; elided forms (``l'``, ``qu'``...) count when a word they stand for is listed.
     """
 
     name = "quality"
@@ -527,22 +471,22 @@ class QualityFilter(Filter):
         self,
         *,
         curated_sources: Iterable[str] = (),
-        web: WebThresholds | None = None,
-        curated: CuratedThresholds | None = None,
+        web: QualityWebConfig | None = None,
+        curated: QualityCuratedConfig | None = None,
         stop_words: Iterable[str] = FRENCH_STOP_WORDS,
     ):
         super().__init__()
         self.curated_sources = frozenset(curated_sources)
-        self.web = web or WebThresholds()
-        self.curated = curated or CuratedThresholds()
+        self.web = web or QualityWebConfig()
+        self.curated = curated or QualityCuratedConfig()
         self.stop_words = tuple(stop_words)
 
     def parameters(self) -> dict[str, Any]:
         """Everything that changes the decisions, for a build's plan and manifest."""
         return {
             "curated_sources": sorted(self.curated_sources),
-            "web": dataclasses.asdict(self.web),
-            "curated": dataclasses.asdict(self.curated),
+            "web": self.web.model_dump(),
+            "curated": self.curated.model_dump(),
             "stop_words": list(self.stop_words),
         }
 
@@ -563,6 +507,7 @@ class QualityFilter(Filter):
         families = [(curated, self.curated), (~curated, self.web)]
         decided = np.zeros(n, bool)
         rejections: list[Rejection] = [None] * n
+        lines = batch.column("quality_lines").to_numpy(zero_copy_only=False)
         for rule, column, comparison, attribute in _RULES:
             values = batch.column(column).to_numpy(zero_copy_only=False)
             for members, thresholds in families:
@@ -570,6 +515,8 @@ class QualityFilter(Filter):
                 if threshold is None:
                     continue
                 failing = members & ~decided & _COMPARE[comparison](values, threshold)
+                if rule in _LINE_SHARE_RULES and thresholds.line_rules_min_lines is not None:
+                    failing &= lines >= thresholds.line_rules_min_lines
                 for i in np.nonzero(failing)[0].tolist():
                     value = values[i].item()
                     value = round(value, 4) if isinstance(value, float) else value

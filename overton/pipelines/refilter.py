@@ -5,7 +5,8 @@ columns alone. A refilter reads every document of the latest version, kept and r
 alone the ones rejected before any signal existed (too large, empty, damaged encoding), replays
 each filter's decision on the stored signals with the current thresholds, and runs the dedup steps
 again over what survives. MinHash signatures are recomputed (they are cheap); language detection
-and the quality signals are not. The result is a new, complete version whose parent is the one it
+and the quality signals are not, except for documents an earlier filter had stopped before they
+were measured. The result is a new, complete version whose parent is the one it
 re-decided.
 """
 
@@ -23,13 +24,13 @@ from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import (
     GLOBAL_STEP_NAMES,
+    WORK_SCHEMA,
     BuildResult,
     _task_stem,
     document_steps,
     execute,
     parameters,
     prepare,
-    schemas,
     signal_parameters,
     write_task,
 )
@@ -56,25 +57,47 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _chain(steps: list[Step], stopped_by: str | None) -> list[Step]:
+    """What runs again on a document the parent version kept (``stopped_by`` None) or a filter rejected.
+
+    The decisions of the filters a document went through are replayed on their stored signals. A
+    document a filter stopped never reached the steps after it, so those run for real, measuring
+    included: a document a looser threshold lets through is judged by the later filters and
+    redacted like any other.
+    """
+    chain: list[Step] = []
+    past = False
+    for step in steps:
+        if past:
+            chain.append(step)
+        elif isinstance(step, Filter):
+            chain.append(_Replay(step))
+        past = past or step.name == stopped_by
+    return chain
+
+
 def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     version_path, work, task, params = args
     table = pq.ParquetFile(Path(version_path) / task["path"]).read_row_group(task["row_group"])
-    _, schema = schemas(params)
-    filters = [step for step in document_steps(params) if isinstance(step, Filter)]
-    replayable = {step.name for step in filters} | GLOBAL_STEP_NAMES
+    steps = document_steps(params)
+    filters = sorted(step.name for step in steps if isinstance(step, Filter))
     pieces = []
-    for batch in _conform(table, schema).to_batches():
-        again = pc.or_(pc.is_null(batch.column("reject_step")),
-                       pc.is_in(batch.column("reject_step"), pa.array(sorted(replayable))))
+    for batch in _conform(table, WORK_SCHEMA).to_batches():
+        stopped_by = batch.column("reject_step")
+        again = pc.or_(pc.is_null(stopped_by), pc.is_in(stopped_by, pa.array(filters + sorted(GLOBAL_STEP_NAMES))))
         pieces.append(batch.filter(pc.invert(again)))  # rejected before any signal: stays as it was
         fresh = batch.filter(again)
-        for name in ("reject_reason", "reject_step", "reject_detail"):
-            index = schema.get_field_index(name)
-            fresh = fresh.set_column(index, schema.field(index), pa.nulls(fresh.num_rows, pa.string()))
-        live, rejected = run_steps([_Replay(step) for step in filters], fresh)
-        pieces += rejected + [live]
-    return write_task(_task_stem(Path(work), task["index"]), pieces, schema, params,
-                      {step.name: dict(step.stats) for step in filters})
+        for name in [None, *filters]:
+            chosen = pc.equal(fresh.column("reject_step"), name) if name else pc.invert(
+                pc.is_in(fresh.column("reject_step"), pa.array(filters)))
+            rows = fresh.filter(pc.fill_null(chosen, name is None))
+            for column in ("reject_reason", "reject_step", "reject_detail"):
+                index = WORK_SCHEMA.get_field_index(column)
+                rows = rows.set_column(index, WORK_SCHEMA.field(index), pa.nulls(rows.num_rows, pa.string()))
+            live, rejected = run_steps(_chain(steps, name), rows)
+            pieces += rejected + [live]
+    return write_task(_task_stem(Path(work), task["index"]), pieces, WORK_SCHEMA, params,
+                      {step.name: dict(step.stats) for step in steps})
 
 
 def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = True) -> BuildResult:
