@@ -20,8 +20,9 @@ thread pool set to 1): wall and CPU time of its work only, the corpus already in
 peak RSS of the subprocess (its own ``VmHWM``, and its process tree sampled with psutil every 20 ms), and
 "work" memory = peak minus the RSS once the corpus is loaded and the tool imported:
 
-1. overton: ``MinHasher(MinHashParams())`` signatures (14 bands x 8 rows, 5-grams) in ~8 MB batches, then
-   ``NearDedup.index`` (threshold 0.8); an injected pair is found when both documents end in one cluster.
+1. overton: the build's near-dedup step with the default settings: signatures (14 bands x 8 rows, 5-grams) in
+   ~8 MB batches, then ``NearDedup.index`` (candidates verified at threshold 0.8 minus margin 0.04); an
+   injected pair is found when both documents end in one cluster.
 2. datasketch the usual way: ``MinHash(num_perm=128)``, ``m.update(shingle.encode())`` per 5-gram string,
    ``MinHashLSH(threshold=0.8, num_perm=128)``, ``insert`` then ``query`` per document, clusters by union-find
    over the query results (candidates are not verified: that is how it is used).
@@ -220,7 +221,7 @@ def split_paragraphs(text: str, rng) -> list[str]:
 
 def read_documents(rng) -> tuple[list[Doc], dict[str, Any]]:
     """The real documents, cleaned, cut to 2-20 KB, without exact duplicates."""
-    from overton.pipelines.normalize import clean_whitespace, html_to_text, split_source_line
+    from overton.corpus.text import clean_whitespace, html_to_text, split_source_line
 
     long_texts: list[tuple[str, str, str]] = []  # (id prefix, source, raw text)
     for path in sorted((DATA / "assemblee-2013" / "txt").glob("*.txt")):
@@ -453,20 +454,21 @@ class UnionFind:
 def tool_overton(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     import numpy as np
 
-    from overton.pipelines.dedup_near import Candidates, NearDedup
-    from overton.pipelines.minhash import MinHasher, MinHashParams
+    from overton.corpus.config import Config
+    from overton.pipelines.build import near_dedup_step, parameters
+    from overton.pipelines.dedup_near import Candidates
 
-    params = MinHashParams()
     clock.start()
-    hasher = MinHasher(params)
-    signatures = np.concatenate([hasher.signatures(texts[a:b]) for a, b in _batches(texts)])
+    step = near_dedup_step(parameters(Config()))
+    params = step.hasher.params
+    signatures = np.concatenate([step.hasher.signatures(texts[a:b]) for a, b in _batches(texts)])
     clock.stop("signatures")
-    step = NearDedup(params, 0.8)
     step.index(Candidates(ids, signatures, sources, [None] * len(ids)), Candidates.empty(params.num_perm))
     clock.stop("index")
     labels = {doc_id: kept for doc_id, (kept, _, _) in step._decisions.items()}
     assert all(step.is_kept(kept) for kept in labels.values())
-    return {"labels": labels, "stats": dict(step.stats), "params": f"{params.bands}x{params.rows}, 5-grams, 0.8"}
+    return {"labels": labels, "stats": dict(step.stats),
+            "params": f"{params.bands}x{params.rows}, 5-grams, verified >= {step.threshold:.2f}"}
 
 
 def tool_datasketch_usual(ids, sources, texts, clock: Clock) -> dict[str, Any]:
@@ -627,13 +629,13 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     import numpy as np
     import pyarrow.compute as pc
 
-    from overton.corpus.config import Config
+    from overton.corpus.config import Config, PiiConfig
     from overton.corpus.schema import documents_to_batch, text_sha256
     from overton.pipelines.build import WORK_SCHEMA, document_steps, near_dedup_step, parameters
     from overton.pipelines.dedup_near import Candidates
     from overton.pipelines.step import to_work_batch
 
-    params = parameters(Config())
+    params = parameters(Config(pii=PiiConfig(skip_sources=[])))  # PII on every source, to measure its cost
     steps = document_steps(params)
     schema = WORK_SCHEMA
     near = near_dedup_step(params)
@@ -931,7 +933,12 @@ def main(argv: list[str] | None = None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     tmp = Path(tempfile.mkdtemp(prefix="overton-bench-cleaning-"))
     tools, steps, e2e = [], [], []
-    theories = [{"model": "ideal MinHash, 14 x 8, verified >= 0.8 (overton)", "recall": theory(pairs, 14, 8, 0.8)},
+    from overton.corpus.config import Config
+
+    near = Config().near_dedup
+    verify = round(near.threshold - near.margin, 4)
+    theories = [{"model": f"ideal MinHash, 14 x 8, verified >= {verify} (overton)",
+                 "recall": theory(pairs, 14, 8, verify)},
                 {"model": "ideal MinHash, 14 x 8, unverified", "recall": theory(pairs, 14, 8, None)}]
     variant_ids = {d.id for d in variants}
     try:

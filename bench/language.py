@@ -51,13 +51,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256  # noqa: E402
+from overton.corpus.text import clean_whitespace  # noqa: E402
 from overton.pipelines.language import (  # noqa: E402
     LangdetectDetector,
     LanguageFilter,
     get_detector,
     windows,
 )
-from overton.pipelines.normalize import clean_whitespace  # noqa: E402
 from overton.pipelines.step import to_work_batch, work_schema  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

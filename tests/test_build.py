@@ -239,7 +239,7 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
     assert len({row["content_sha256"] for row in kept}) == len(kept)
     assert not any("<br>" in row["text"] or "<p>" in row["text"] for row in kept)
     moved = [row for row in kept if "source_line" in json.loads(row["meta"] or "{}")]
-    assert len(moved) > 150
+    assert len(moved) > 150 and version.manifest["steps"]["normalize"]["source_lines_moved"] == 242
     for row in moved:
         source_line = json.loads(row["meta"])["source_line"]
         assert source_line not in row["text"] and not row["text"].splitlines()[-1].startswith("Source")

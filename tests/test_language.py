@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
+from overton.corpus.text import clean_whitespace
 from overton.pipelines.language import (
     Detection,
     LangdetectDetector,
@@ -22,7 +23,6 @@ from overton.pipelines.language import (
     lexical_evidence,
     windows,
 )
-from overton.pipelines.normalize import clean_whitespace
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
 from tests.conftest import shared_file
 

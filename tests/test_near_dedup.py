@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
+from overton.corpus.config import Config, NearDedupConfig
 from overton.corpus.workspace import Workspace
-from overton.pipelines.build import build
+from overton.pipelines.build import build, near_dedup_step, parameters
 from overton.pipelines.dedup_near import Candidates, NearDedup
-from overton.pipelines.minhash import MinHasher, MinHashParams, fold_words
+from overton.pipelines.minhash import MinHasher, MinHashParams, estimated_jaccard, fold_words
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, write_jsonl
 
@@ -154,3 +155,28 @@ def test_incremental_build_dedups_against_published_versions(workspace: Workspac
         assert os.path.samefile(v1.file_path(entry), v2.file_path(entry))
     index = workspace.state / "near_dedup" / "overton"
     assert sorted(p.name for p in index.iterdir()) == ["v0001.parquet", "v0002.parquet"]
+
+
+def test_the_build_verifies_candidates_with_a_margin_below_the_threshold():
+    """A pair just under 0.8 by its 112-slot estimate is found by default, and not without the margin."""
+    rng = random.Random(21)
+    original = _words(rng, 500)
+    hasher = MinHasher(MinHashParams())
+    for edits in range(5, 60):
+        variant = list(original)
+        for position in rng.sample(range(len(variant)), edits):
+            variant[position] = rng.choice(VOCABULARY)
+        texts = [" ".join(original), " ".join(variant)]
+        signatures = hasher.signatures(texts)
+        estimate = float(estimated_jaccard(signatures[0], signatures[1]))
+        if 0.765 <= estimate < 0.795:
+            break
+    else:
+        pytest.fail("no variant with an estimate in [0.765, 0.795)")
+    found = {}
+    for margin in (0.04, 0.0):
+        step = near_dedup_step(parameters(Config(near_dedup=NearDedupConfig(margin=margin))))
+        assert step.threshold == pytest.approx(0.8 - margin)
+        step.index(Candidates(["a", "b"], signatures, ["web"] * 2, [None] * 2), Candidates.empty(112))
+        found[margin] = not step.is_kept("b")
+    assert found == {0.04: True, 0.0: False}

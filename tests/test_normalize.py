@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from overton.pipelines.normalize import clean_whitespace, html_mask, html_to_text, split_source_line
+from overton.corpus.text import clean_whitespace, html_mask, html_to_text, split_source_line
 
 
 def test_html_leftovers_become_paragraphs_and_lines():
@@ -40,6 +40,9 @@ def test_nfc_and_french_no_break_spaces_are_kept():
         ("Merci.\nSource\u00a0: Service d'information du gouvernement", "Service d'information du gouvernement"),
         ("Merci.\n\nSource https://www.diplomatie.gouv.fr, le 24 septembre 2020",
          "https://www.diplomatie.gouv.fr, le 24 septembre 2020"),
+        # 24 of the 415 real 2020 bodies write it in lower case
+        ("Merci.\n\nsource : Service d'information du Gouvernement", "Service d'information du Gouvernement"),
+        ("Merci.\n\nSOURCES : www.elysee.fr", "www.elysee.fr"),
     ],
 )
 def test_trailing_source_line_is_split_off(text: str, source: str):

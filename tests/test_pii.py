@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
-from overton.pipelines.normalize import html_mask
+from overton.corpus.text import html_mask
 from overton.pipelines.pii import EMAIL_PLACEHOLDER, PHONE_PLACEHOLDER, PiiRedactor, redact
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
 

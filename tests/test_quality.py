@@ -14,8 +14,8 @@ import pytest
 
 from overton.corpus.config import QualityCuratedConfig, QualityWebConfig
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
+from overton.corpus.text import clean_whitespace, html_to_text
 from overton.pipelines import quality
-from overton.pipelines.normalize import clean_whitespace, html_to_text
 from overton.pipelines.quality import QualityFilter, measure, tokenize
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
 from tests.conftest import shared_file

@@ -129,7 +129,7 @@ def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
         return None
     minhash = MinHashParams(bands=settings["bands"], rows=settings["rows"], ngram=settings["ngram"],
                             seed=settings["seed"])
-    return NearDedup(minhash, settings["threshold"], settings["source_priority"])
+    return NearDedup(minhash, settings["threshold"] - settings["margin"], settings["source_priority"])
 
 
 #: Kept documents, and rejected ones (with the reject columns), of every build.

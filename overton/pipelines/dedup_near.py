@@ -2,7 +2,8 @@
 
 Signatures are computed in the parallel tasks (:mod:`overton.pipelines.minhash`) and stored beside
 each task's output; this step only reads them. Candidate pairs come from equal band keys; each is
-verified against the estimated Jaccard (``threshold``); clusters are the connected components of
+verified against the estimated Jaccard (``threshold``: the build passes the configured threshold
+minus a margin for the estimate's error); clusters are the connected components of
 the verified pairs (scipy's sparse-graph union-find). One document per cluster is kept by a fixed
 rule: documents of earlier versions first (they are published), then source priority, then the
 earliest ``published_at``, then the smallest id. Every document gets ``dup_cluster`` (the id of its
