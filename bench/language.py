@@ -249,7 +249,7 @@ def main() -> int:
         if lingua:
             methods.append(("lingua alone", detector_alone("lingua", "whole")))
         methods += [
-            ("overton: lexical test + langdetect, no second opinion", overton(veto_score=float("-inf"))),
+            ("overton: lexical test + langdetect, no second opinion", overton(veto_score=0.0)),
             ("overton: lexical test + langdetect + second opinion (default)", overton()),
         ]
         if lingua:
