@@ -291,3 +291,22 @@ def test_shards_stream_by_row_group(workspace: Workspace):
         metadata = pq.ParquetFile(version.file_path(entry)).metadata
         assert metadata.num_row_groups == len(entry["row_groups"]) > 1
         assert all(metadata.row_group(g).total_byte_size < 3 * (1 << 20) for g in range(metadata.num_row_groups))
+
+
+def test_repeated_sentences_of_real_debates_are_found(workspace: Workspace):
+    """Sentences of 100 real Assemblée sittings as documents: every repeat ("La séance est ouverte.") found."""
+    folder = shared_file("assemblee-sentences-2016-2017")
+    sentences = [line for path in sorted(folder.glob("*.txt"))[:100]
+                 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    settings = workspace.settings_path.read_text()  # exact dedup alone: language, quality, PII, near-dedup off
+    assert settings.count("enabled = true") == 4
+    workspace.settings_path.write_text(settings.replace("enabled = true", "enabled = false"))
+    _ingest(workspace, "assemblee", [{"id": str(i), "text": s} for i, s in enumerate(sentences)])
+    version = build(workspace, progress=False).version
+
+    normal = Counter(" ".join(s.split()) for s in sentences)
+    counts = version.manifest["counts"]
+    assert counts["kept"] == len(normal) and counts["reasons"] == {"exact_duplicate": len(sentences) - len(normal)}
+    assert len(sentences) - len(normal) > 3000  # procedure sentences repeat across and within sittings
+    opened = [row for row in _rows(version, "rejected") if row["text"] == "La séance est ouverte."]
+    assert len(opened) == normal["La séance est ouverte."] - 1 >= 99
