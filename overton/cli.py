@@ -73,6 +73,23 @@ def cmd_ingest(args) -> int:
     return record.exit_code
 
 
+def cmd_crawl(args) -> int:
+    from overton.spiders.crawl import run_crawl
+
+    workspace = _workspace(args)
+    with RunRecord(workspace, f"crawl-{args.spider}") as record:
+        outcome = run_crawl(workspace, args.spider, resumable=args.resumable,
+                            log_level="WARNING" if args.quiet else "INFO")
+        record.data.update(spider=args.spider, problems=outcome.problems, stats=outcome.stats)
+        record.exit_code = EXIT_OK if outcome.ok else EXIT_PARTIAL
+    stats = outcome.stats
+    print(f"crawl {args.spider}: {stats.get('finish_reason')}, {stats.get('downloader/request_count', 0)} requests, "
+          f"{stats.get('item_scraped_count', 0)} documents in {stats.get('overton/batches_committed', 0)} raw batches")
+    for problem in outcome.problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return record.exit_code
+
+
 def cmd_build(args) -> int:
     from overton.corpus.report import counts_table
     from overton.pipelines.build import build
@@ -157,6 +174,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                      help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")
+
+    sub = command("crawl", cmd_crawl, "run a collector (vie-publique, web): fetch what is new into raw/; "
+                  "exit 1 if the crawl failed")
+    sub.add_argument("spider", metavar="SPIDER")
+    sub.add_argument("--resumable", action="store_true",
+                     help="keep the request queue in state/crawl/SPIDER/ so a stopped crawl resumes (long backfills)")
+    sub.add_argument("--quiet", "-q", action="store_true", help="log warnings and errors only")
 
     sub = command("build", cmd_build, "build the next dataset version from raw documents not yet built")
     sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes (default: [build] jobs, 0 = all cores)")

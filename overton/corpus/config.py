@@ -163,6 +163,41 @@ class IngestConfig(_Section):
     row_group_mb: int = Field(8, gt=0)
 
 
+class ViePubliqueConfig(_Section):
+    catalogue_url: str = "https://echanges.dila.gouv.fr/OPENDATA/DISCOURS_PUBLICS/vp_discours.json"
+    mode: str = Field("catalogue", pattern=r"^(catalogue|listing)$")
+    listing_url: str = "https://www.vie-publique.fr/discours"
+    max_listing_pages: int = Field(50, ge=1)
+    max_items: int = Field(0, ge=0)
+
+
+class WebSite(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    start_urls: list[str] = []
+    sitemaps: list[str] = []
+    feeds: list[str] = []
+    allowed_domains: list[str] = []
+    allow: list[str] = []
+    deny: list[str] = []
+    max_pages: int = Field(1000, ge=1)
+    license: str = "LicenseRef-not-licensed"
+
+
+class WebConfig(_Section):
+    sites: list[WebSite] = []
+
+
+class CrawlConfig(_Section):
+    user_agent: str = ""
+    delay: float = Field(2.0, ge=0)
+    autothrottle: bool = True
+    batch_items: int = Field(100, ge=1)
+    http_cache: bool = False
+    max_challenges: int = Field(3, ge=1)
+    vie_publique: ViePubliqueConfig = ViePubliqueConfig()
+    web: WebConfig = WebConfig()
+
+
 class Config(_Section):
     dataset: DatasetConfig = DatasetConfig()
     shards: ShardConfig = ShardConfig()
@@ -173,6 +208,7 @@ class Config(_Section):
     pii: PiiConfig = PiiConfig()
     near_dedup: NearDedupConfig = NearDedupConfig()
     ingest: IngestConfig = IngestConfig()
+    crawl: CrawlConfig = CrawlConfig()
 
 
 TEMPLATE = """\
@@ -322,6 +358,48 @@ source_priority = []
 part_mb = 128
 # Row group size of raw files, in MB: one build task reads one row group.
 row_group_mb = 8
+
+[crawl]
+# Sent as the User-Agent of every request. Required, with a contact (an e-mail address or a URL)
+# so that a site's operator can reach you, e.g. "overton/0.1 (+mailto:you@example.org)".
+user_agent = ""
+# Seconds between two requests to one site; AutoThrottle raises it when the site slows down.
+delay = 2.0
+autothrottle = true
+# Documents per raw batch. Each batch is committed to raw/ and marked fetched on its own, so a
+# killed crawl redoes at most one batch and never writes a document twice.
+batch_items = 100
+# Cache every response in state/httpcache (development: rerun a spider without fetching again).
+http_cache = false
+# Stop after this many bot-challenge pages, with a non-zero exit (a challenge is never worked around).
+max_challenges = 3
+
+[crawl.vie_publique]
+# DILA's open-data catalogue of every speech's metadata (Licence Ouverte 2.0), rebuilt daily.
+catalogue_url = "https://echanges.dila.gouv.fr/OPENDATA/DISCOURS_PUBLICS/vp_discours.json"
+# "catalogue": fetch the catalogue (a conditional request), then the pages of new or changed speeches;
+# "listing": walk the site's listing pages instead, newest first, until a page holds nothing new.
+mode = "catalogue"
+listing_url = "https://www.vie-publique.fr/discours"
+max_listing_pages = 50
+# Speech pages fetched per run at most (0 = all): a backfill of 150,000 pages at 2 s each takes
+# three and a half days, so split it over nights.
+max_items = 0
+
+[crawl.web]
+# Sites for the generic collector (`overton crawl web`): replace `sites = []` below with one
+# table per site:
+# [[crawl.web.sites]]
+# name = "exemple-presse"              # source name of its documents
+# start_urls = ["https://www.exemple.fr/politique/"]
+# sitemaps = ["https://www.exemple.fr/sitemap.xml"]
+# feeds = ["https://www.exemple.fr/politique/rss.xml"]
+# allowed_domains = ["www.exemple.fr"]
+# allow = ["/politique/"]              # regular expressions a followed URL must match (any)
+# deny = ["/abonnement/"]              # ... and must not match
+# max_pages = 1000
+# license = "LicenseRef-not-licensed"
+sites = []
 """
 
 
