@@ -210,3 +210,36 @@ def test_killed_crawl_resumes_with_every_speech_exactly_once(ws: Workspace, site
     # the second run fetched only what the first had not committed (at most the batch in progress again)
     refetched = len(speeches.page_hits()) - fetched_before
     assert 30 - before <= refetched <= 30 - before + 2
+
+
+def test_scrapy_list_and_scrapy_crawl_work_from_the_repository(ws: Workspace, site: Site):
+    Speeches(site, 3)
+    scrapy = Path(sys.executable).parent / "scrapy"
+    listed = subprocess.run([str(scrapy), "list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert listed.stdout.split() == ["vie-publique", "web"]
+    done = subprocess.run([str(scrapy), "crawl", "vie-publique", "-s", f"OVERTON_WORKSPACE={ws.root}",
+                           "-s", "LOG_LEVEL=WARNING"], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(raw_documents(ws)) == 3
+
+
+def test_sigterm_stops_a_resumable_crawl_cleanly_and_the_same_command_finishes_it(ws: Workspace, site: Site):
+    speeches = Speeches(site, 30)
+    for path, route in [(p, r) for p, r in site.routes.items() if p.startswith("/discours/")]:
+        site.routes[path] = lambda hit, route=route: (time.sleep(0.05), route)[1]
+    command = [sys.executable, "-m", "overton", "crawl", "vie-publique", "-w", str(ws.root), "--quiet",
+               "--resumable"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(speeches.page_hits()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # what a preemptible machine or `systemctl stop` sends
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "did not finish normally (finish_reason: shutdown)" in err
+    stopped = raw_documents(ws)
+    assert 0 < len(stopped) < 30  # what was fetched before the stop is committed, not lost
+    assert (ws.state / "crawl" / "vie-publique" / "job").is_dir()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ids = [d["id"] for d in raw_documents(ws)]
+    assert len(ids) == len(set(ids)) == 30
