@@ -243,3 +243,61 @@ def test_sigterm_stops_a_resumable_crawl_cleanly_and_the_same_command_finishes_i
     assert done.returncode == 0, done.stderr[-3000:]
     ids = [d["id"] for d in raw_documents(ws)]
     assert len(ids) == len(set(ids)) == 30
+
+
+def test_listing_mode_walks_pages_newest_first_until_nothing_is_new(ws: Workspace, site: Site):
+    speeches = Speeches(site, 6)
+    ws.settings_path.write_text(ws.settings_path.read_text().replace('mode = "catalogue"', 'mode = "listing"'))
+    paths = [r["url"].split(str(site.port), 1)[1].split("?")[0] for r in speeches.records]
+
+    def listing(page_paths: list[str], page: int, last: bool) -> Reply:
+        items = "".join(f"<div class='views-row'><a href='{p}'>Discours</a></div>" for p in page_paths)
+        more = "" if last else f"<a href='/discours?page={page + 1}'>Suivant</a>"
+        return Reply(200, f"<html><body><nav><a href='/fiches'>Fiches</a></nav>{items}{more}</body></html>",
+                     {"Content-Type": "text/html; charset=utf-8"})
+
+    pages = {0: listing(paths[4:6], 0, False), 1: listing(paths[2:4], 1, False), 2: listing(paths[0:2], 2, True)}
+    site.routes["/discours"] = lambda hit: pages.get(int(hit.path.rsplit("=", 1)[1]), listing([], 9, True))
+    done = crawl(ws)
+    assert done.returncode == 0, done.stderr[-3000:]
+    docs = {d["id"]: d for d in raw_documents(ws)}
+    assert sorted(docs) == [f"vie-publique:{300001 + i}" for i in range(6)]
+    assert docs["vie-publique:300003"]["title"] == "Déclaration numéro 2 sur la politique du logement"
+    assert json.loads(docs["vie-publique:300003"]["meta"])["extraction"] == "structured"
+    assert site.hits_of(CATALOGUE) == []
+
+    # two new speeches on top of the first page: the walk stops after page 0 (nothing new on page 1)
+    new = Speeches(site, 8, seed=2)  # same generator: ids 300001..300008, the pages of the last two are new
+    new_paths = [r["url"].split(str(site.port), 1)[1].split("?")[0] for r in new.records]
+    pages[0] = listing(new_paths[6:8] + paths[4:6], 0, False)
+    site.hits.clear()
+    assert crawl(ws).returncode == 0
+    assert sorted(h.path for h in site.hits if h.path.startswith("/discours?")) == [
+        "/discours?page=0", "/discours?page=1"]
+    assert sorted(h.path for h in site.hits if h.path.startswith("/discours/")) == sorted(new_paths[6:8])
+    assert len(raw_documents(ws)) == 8
+
+
+def test_pages_that_fail_once_are_retried_and_off_site_records_are_not_fetched(ws: Workspace, site: Site):
+    speeches = Speeches(site, 4)
+    first, second = "/discours/300001-declaration-0", "/discours/300002-declaration-1"
+    good_first, good_second = site.routes[first], site.routes[second]
+    site.routes[first] = [Reply(429, "slow down", {"Retry-After": "1"}), good_first]
+    site.routes[second] = [Reply(200, good_second.data, good_second.headers, send=200), good_second]  # cut short
+    speeches.records[3]["url"] = site.url("/discours/300004-declaration-3", host="localhost")  # another host
+    done = crawl(ws)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(d["id"][-6:] for d in raw_documents(ws)) == ["300001", "300002", "300003"]
+    hits = site.hits_of(first)
+    assert len(hits) == 2 and hits[1].time - hits[0].time >= 1.0
+    assert len(site.hits_of(second)) == 2
+    stats = last_record(ws)["stats"]
+    assert stats["retry/count"] == 2 and stats["offsite/filtered"] == 1 and stats["retry_after/waited"] == 1
+
+
+def test_two_crawls_of_one_spider_never_overlap(ws: Workspace, site: Site):
+    Speeches(site, 1)
+    with ws.lock("crawl-vie-publique"):
+        done = crawl(ws)
+    assert done.returncode == 2 and "another `overton crawl-vie-publique` is running" in done.stderr
+    assert site.hits == []
