@@ -40,6 +40,7 @@ from overton.spiders.viepublique_page import SpeechPage, extract_speech
 CATALOGUE = "vie-publique.catalogue"
 _SPEECH_PATH = re.compile(r"/discours/(\d+)")
 _CATALOGUE_MAX_BYTES = 2 * 1024**3  # the catalogue is ~230 MB and grows; pages keep the usual limit
+_CATALOGUE_TIMEOUT = 1800  # seconds for the whole body: 230 MB needs 1 Mbit/s at least, not 61 in 30 s
 
 
 class ViePubliqueSpider(OvertonSpider):
@@ -63,7 +64,8 @@ class ViePubliqueSpider(OvertonSpider):
             url = self.settings_vp.catalogue_url
             yield scrapy.Request(url, headers=self.seen.conditional_headers(CATALOGUE, url), dont_filter=True,
                                  callback=self.parse_catalogue, errback=self.start_refused,
-                                 meta={"download_maxsize": _CATALOGUE_MAX_BYTES, "download_warnsize": 0})
+                                 meta={"download_maxsize": _CATALOGUE_MAX_BYTES, "download_warnsize": 0,
+                                       "download_timeout": _CATALOGUE_TIMEOUT})
         else:
             yield self._listing_request(0)
 
