@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a fresh clone:
 #   make demo  - create .venv, install overton, build the bundled sample corpus
-#   make test  - create .venv, install overton with the dev extras, lint, run the tests and the demo
+#   make test  - create .venv, install overton with the dev and train extras (CPU torch), lint, run the tests
+#                and the demo
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -11,7 +12,8 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet torch==2.13.0  # the small CPU build first, so '.[train]' keeps it
+	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $@
 
 .PHONY: demo test lint clean

@@ -1,0 +1,701 @@
+"""What a training run needs, computed before anyone rents a GPU (``overton train --dry-run``).
+
+Pure arithmetic on a model shape (a GPT-J config dict), the data size and the hardware: no torch, no
+transformers, no download. ``plan(...)`` returns a ``BudgetReport``; its ``lines()`` is what the dry run prints.
+
+Every figure below is a formula with a source; the memory ones are estimates (allocator fragmentation,
+CUDA context and NCCL buffers are left to the headroom, ``HEADROOM`` = 10 % of the card by default).
+
+Parameters (GPT-J as in Hugging Face ``GPTJForCausalLM``; d = n_embd, f = n_inner or 4d, V = vocab_size)::
+
+    input embedding wte          V*d
+    per block (28 for GPT-J)     q, k, v, out projections without bias      4*d*d
+                                 fc_in d->f with bias, fc_out f->d with bias 2*d*f + f + d
+                                 one LayerNorm ln_1 (parallel attention and MLP) 2*d
+    final ln_f                   2*d
+    lm_head (untied) with bias   d*V + V
+
+GPT-J 6B: 6,050,882,784, the number PyTorch counts. The model card's 6,053,381,344 counts the
+Mesh Transformer JAX checkpoint, which keeps a copy of every LayerNorm and of fc_out's bias on each of
+its 8 model-parallel shards, plus a bias on the input embedding (mesh-transformer-jax ``to_hf_weights.py``
+keeps one LayerNorm copy, sums the fc_out biases and drops the embedding bias):
+``ModelShape.mesh_jax_params(8)`` reproduces it, 2,498,560 more.
+
+FLOPs per trained token (PaLM, Chowdhery et al. 2022, appendix B; Kaplan et al. 2020, table 1)::
+
+    6*N + 12*n_layer*n_embd*seq_len
+
+N = every parameter but the input embedding (a lookup, no FLOPs): the matmul weights (q, k, v, out,
+fc_in, fc_out per block, and GPT-J's untied lm_head) with their biases and the LayerNorms (0.01 % of N).
+GPT-J 6B at 1024 tokens: 36.48 GFLOP (the matmul weights alone give 36.47). The second term is the
+attention scores and their weighted sum (QK^T and AV, forward 2+2 FLOPs per position, times 3 with the
+backward pass). MFU = tokens/s * FLOPs per token / (peak FLOP/s * GPUs); recomputation of activations is
+not counted (it is model FLOPs, not hardware FLOPs). LoRA trains no base weight, so the backward pass
+skips the weight gradients of the base: 4*N + 12*n_layer*n_embd*seq_len.
+
+Memory per GPU, AdamW in bf16 mixed precision (ZeRO paper, Rajbhandari et al. 2020, section 3.1: "16Φ")::
+
+    bf16 weights 2 + bf16 gradients 2 + fp32 master weights 4 + fp32 AdamW moments m, v 8 = 16 B/param
+
+(PyTorch autocast with fp32 parameters is also 16: fp32 weights 4 + fp32 gradients 4 + moments 8.)
+Data parallel (DDP) keeps all 16 B/param on every GPU. ZeRO-3 / FSDP full sharding divides them by the
+number of GPUs and adds the gathered working set of the largest unit (DeepSpeed's
+``estimate_zero3_model_states_mem_needs``: 4 B x its parameters: bf16 weights gathered plus its bf16
+gradients before the reduce-scatter). ZeRO-3 with the optimizer offloaded to CPU (ZeRO-Offload,
+Ren et al. 2021; same DeepSpeed estimator) keeps 2 B/param / GPUs of bf16 weights on the GPUs and
+16 B/param of fp32 master weights, moments and gradients in host RAM (the estimator adds a x1.5 buffer).
+LoRA (Hu et al. 2021): frozen bf16 base 2 B/param on every GPU + 16 B per LoRA parameter, rank r on
+the chosen projections, r*(in + out) each.
+
+Activations are never divided by data parallelism or ZeRO. Per block, bf16, no recomputation
+(Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 1, with
+t = 1)::
+
+    s*b*h*(34 + 5*a*s/h) bytes    (s sequence length, b micro-batch, h = n_embd, a = n_head)
+
+derived for a GPT block with two LayerNorms and dropout, so an upper bound for GPT-J (one LayerNorm, no
+dropout in fine-tuning). The 5*a*s/h term is the attention score matrices; a fused (flash) attention
+kernel does not store them (``flash_attention=True``). With full activation checkpointing only each
+block's input is kept, 2*s*b*h bytes per block (same paper, section 4.1), plus the full activations of
+the one block being recomputed in the backward pass. The logits add 10*s*b*V bytes (bf16 logits,
+their fp32 copy that ``GPTJForCausalLM`` makes for the loss, the fp32 log-softmax kept for backward).
+
+Checkpoints (``CheckpointFormat``): by default what Hugging Face Trainer + DeepSpeed writes for a bf16
+run, bf16 weights 2 + fp32 master weights 4 + fp32 moments 8 = 14 B/param of training state, plus the
+2 B/param bf16 model copy Trainer saves in the same folder: 16 B/param. GPT-J 6B: 84.7 GB of state,
+96.8 GB with the copy: the original run's 85-97 GB checkpoints. ``FP32_PARAMS`` is a trainer that keeps
+fp32 parameters and autocasts (12 B/param, 72.6 GB). The disk must hold the kept checkpoints, the one
+being written and the final bf16 export, the rule ``overton.train.checkpoint`` enforces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from overton.corpus.errors import UserError
+
+MIB = 1 << 20
+GIB = 1 << 30
+GB = 10**9
+
+HEADROOM = 0.10  # share of each card's memory left free: CUDA context, NCCL buffers, fragmentation
+
+# Bytes per parameter, bf16 mixed precision AdamW (ZeRO paper's 16Φ): 2 + 2 + 4 + 8.
+BF16_WEIGHT = 2
+BF16_GRAD = 2
+FP32_MASTER = 4
+ADAM_MOMENTS = 8
+MODEL_STATE_BYTES = BF16_WEIGHT + BF16_GRAD + FP32_MASTER + ADAM_MOMENTS  # 16
+OPTIMIZER_BYTES = FP32_MASTER + ADAM_MOMENTS  # 12
+OFFLOAD_HOST_BYTES = FP32_MASTER + ADAM_MOMENTS + 4  # fp32 master, moments, fp32 gradients on the CPU: 16
+LORA_PARAM_BYTES = 16  # trainable adapter weights: fp32 weight 4 + fp32 grad 4 + moments 8
+GATHER_BYTES = 4  # ZeRO-3/FSDP working set per parameter of the largest unit (DeepSpeed's estimator)
+
+# Per block activation bytes, Korthikanti et al. 2022 eq. 1: s*b*h*(34 + 5*a*s/h).
+ACT_LINEAR = 34
+ACT_ATTENTION = 5
+ACT_CHECKPOINT = 2  # bytes per s*b*h kept per block under full recomputation (the bf16 block input)
+LOGIT_BYTES = 10  # per logit: bf16 2 + fp32 copy 4 + fp32 log-softmax 4
+
+POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+# ------------------------------------------------------------------------------------------ model shape
+
+# transformers' GPTJConfig defaults: a config.json saved by transformers omits keys equal to them.
+_GPTJ_DEFAULTS: dict[str, Any] = {
+    "n_layer": 28, "n_embd": 4096, "n_head": 16, "vocab_size": 50400, "n_positions": 2048,
+    "rotary_dim": 64, "n_inner": None, "tie_word_embeddings": False,
+}
+
+# LoRA target names as in transformers' GPT-J modules, each with its (in, out) features as a function of d, f.
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The dimensions of a GPT-J model, all the budget needs."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    vocab_size: int
+    n_positions: int = 2048
+    rotary_dim: int | None = 64
+    n_inner: int | None = None  # None: 4 * n_embd
+    tie_word_embeddings: bool = False
+    name: str = "GPT-J"
+
+    def __post_init__(self) -> None:
+        for key in ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UserError(f"model config: {key} must be a positive integer, not {value!r}")
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner <= 0):
+            raise UserError(f"model config: n_inner must be a positive integer or null, not {self.n_inner!r}")
+        if self.n_embd % self.n_head:
+            raise UserError(f"model config: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+
+    @classmethod
+    def from_gptj_config(cls, config: Mapping[str, Any], name: str | None = None) -> ModelShape:
+        """From a transformers ``GPTJConfig`` dict (``config.json``); missing keys take GPTJConfig's defaults."""
+        if config.get("model_type", "gptj") != "gptj":
+            raise UserError(f"model config: model_type is {config['model_type']!r}, the budget knows GPT-J ('gptj')")
+        values = {key: config.get(key, default) for key, default in _GPTJ_DEFAULTS.items()}
+        values["tie_word_embeddings"] = bool(values["tie_word_embeddings"])
+        label = name or config.get("_name_or_path") or "GPT-J"
+        return cls(**values, name=str(label))
+
+    # ---- dimensions
+
+    @property
+    def d_ff(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    # ---- parameter counts (transformers' GPTJForCausalLM)
+
+    @property
+    def embedding_params(self) -> int:
+        """The input embedding table wte, V*d."""
+        return self.vocab_size * self.n_embd
+
+    @property
+    def attention_params(self) -> int:
+        """Per block: q, k, v and out projections, d*d each, no bias."""
+        return 4 * self.n_embd * self.n_embd
+
+    @property
+    def mlp_params(self) -> int:
+        """Per block: fc_in d->f and fc_out f->d with their biases."""
+        d, f = self.n_embd, self.d_ff
+        return 2 * d * f + f + d
+
+    @property
+    def layer_params(self) -> int:
+        """One block: attention + MLP + its single LayerNorm (GPT-J's attention and MLP run in parallel)."""
+        return self.attention_params + self.mlp_params + 2 * self.n_embd
+
+    @property
+    def lm_head_params(self) -> int:
+        """The output projection: d*V weight (shared with wte when tied) and a V bias."""
+        return (0 if self.tie_word_embeddings else self.n_embd * self.vocab_size) + self.vocab_size
+
+    @property
+    def total_params(self) -> int:
+        """Every parameter, counted once: 6,050,882,784 for GPT-J 6B."""
+        return self.embedding_params + self.n_layer * self.layer_params + 2 * self.n_embd + self.lm_head_params
+
+    @property
+    def matmul_weight_params(self) -> int:
+        """The weights of every matrix multiply (lm_head included, even when tied), no bias, no LayerNorm."""
+        d, f = self.n_embd, self.d_ff
+        return self.n_layer * (4 * d * d + 2 * d * f) + d * self.vocab_size
+
+    @property
+    def matmul_params(self) -> int:
+        """N of the FLOPs formula: every parameter but the input embedding (lm_head counted even when tied)."""
+        tied = self.n_embd * self.vocab_size if self.tie_word_embeddings else 0
+        return self.total_params - self.embedding_params + tied
+
+    @property
+    def largest_unit_params(self) -> int:
+        """The largest FSDP/ZeRO-3 unit (one block, or the embedding, or lm_head): what is gathered at once."""
+        return max(self.layer_params, self.embedding_params, self.lm_head_params)
+
+    def mesh_jax_params(self, shards: int = 8) -> int:
+        """The count of the Mesh Transformer JAX checkpoint (GPT-J model card: 6,053,381,344 with 8 shards).
+
+        Each of the ``shards`` model-parallel shards keeps its own copy of every LayerNorm (28 ln_1 and ln_f)
+        and of fc_out's bias, and the input embedding is a linear layer with a bias on each shard.
+        """
+        if shards < 1:
+            raise ValueError("shards must be >= 1")
+        replicated = self.n_layer * (2 * self.n_embd + self.n_embd) + 2 * self.n_embd
+        return self.total_params + (shards - 1) * replicated + shards * self.n_embd
+
+    def lora_params(self, rank: int, targets: Iterable[str] = ("q_proj", "v_proj")) -> int:
+        """Trainable LoRA parameters: r*(in + out) per targeted projection per block."""
+        if rank < 1:
+            raise UserError(f"LoRA rank must be >= 1, not {rank}")
+        d, f = self.n_embd, self.d_ff
+        sizes = {"q_proj": (d, d), "k_proj": (d, d), "v_proj": (d, d), "out_proj": (d, d),
+                 "fc_in": (d, f), "fc_out": (f, d)}
+        total = 0
+        for target in targets:
+            if target not in sizes:
+                raise UserError(f"unknown LoRA target {target!r}; GPT-J has {', '.join(LORA_MODULES)}")
+            n_in, n_out = sizes[target]
+            total += rank * (n_in + n_out)
+        return self.n_layer * total
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.n_layer} layers, d={self.n_embd}, {self.n_head} heads, "
+                f"vocab {self.vocab_size}, {self.total_params:,} parameters")
+
+
+GPTJ_6B = ModelShape(n_layer=28, n_embd=4096, n_head=16, vocab_size=50400, n_positions=2048, rotary_dim=64,
+                     n_inner=None, name="GPT-J 6B")
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+
+
+def flops_per_token(shape: ModelShape, seq_len: int, *, lora: bool = False) -> float:
+    """Training FLOPs per token: 6*N + 12*n_layer*n_embd*seq_len (4*N + ... when only LoRA adapters train)."""
+    if seq_len < 1:
+        raise ValueError("seq_len must be >= 1")
+    weights = (4 if lora else 6) * shape.matmul_params
+    return float(weights + 12 * shape.n_layer * shape.n_embd * seq_len)
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float, n_gpus: int = 1) -> float:
+    """Model FLOPs utilisation: achieved model FLOP/s over the peak of all the GPUs together."""
+    if peak_flops <= 0 or n_gpus < 1:
+        raise ValueError("peak_flops must be > 0 and n_gpus >= 1")
+    return tokens_per_s * flops_per_token / (peak_flops * n_gpus)
+
+
+def train_hours(tokens: float, flops_per_token: float, peak_flops: float, n_gpus: int, mfu: float) -> float:
+    """Wall-clock hours to train ``tokens`` at a model FLOPs utilisation ``mfu``."""
+    if not 0 < mfu <= 1:
+        raise UserError(f"MFU must be in (0, 1], not {mfu}")
+    if peak_flops <= 0 or n_gpus < 1:
+        raise ValueError("peak_flops must be > 0 and n_gpus >= 1")
+    return tokens * flops_per_token / (mfu * peak_flops * n_gpus) / 3600
+
+
+# ------------------------------------------------------------------------------------------------ GPUs
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    memory_bytes: int  # nvidia-smi memory.total
+    peak_flops: float  # dense bf16 tensor-core FLOP/s
+
+
+# Peaks: dense bf16 (NVIDIA quotes twice as much "with sparsity").
+#   A100: NVIDIA A100 Tensor Core GPU datasheet, BF16 Tensor Core 312 TFLOPS (624 with sparsity), 40 and 80 GB.
+#   H100 SXM: NVIDIA H100 Tensor Core GPU datasheet, BF16 Tensor Core 1,979 TFLOPS with sparsity -> 989 dense.
+#   H200 SXM: NVIDIA H200 Tensor Core GPU datasheet, BF16 Tensor Core 1,979 TFLOPS with sparsity -> 989 dense.
+# Memory: nvidia-smi's memory.total on each card: A100-SXM4-40GB 40960 MiB, A100-SXM4-80GB 81920 MiB,
+#   H100 80GB HBM3 81559 MiB, H200 143771 MiB (marketed 141 GB).
+GPUS: dict[str, GPU] = {gpu.name: gpu for gpu in (
+    GPU("A100-40GB", 40960 * MIB, 312e12),
+    GPU("A100-80GB", 81920 * MIB, 312e12),
+    GPU("H100-80GB", 81559 * MIB, 989e12),
+    GPU("H200-141GB", 143771 * MIB, 989e12),
+)}
+
+
+def gpu(name: str | GPU) -> GPU:
+    """A catalogue GPU by name (case and spaces ignored), or the GPU given."""
+    if isinstance(name, GPU):
+        return name
+    wanted = name.upper().replace(" ", "").replace("_", "-")
+    for known in GPUS.values():
+        if known.name.upper() == wanted:
+            return known
+    raise UserError(f"unknown GPU {name!r}; known: {', '.join(GPUS)}")
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def activation_bytes(shape: ModelShape, seq_len: int, micro_batch: int, *, checkpointing: bool = True,
+                     flash_attention: bool = False) -> int:
+    """Activation memory of one micro-batch on one GPU (Korthikanti et al. 2022), logits included."""
+    if seq_len < 1 or micro_batch < 1:
+        raise ValueError("seq_len and micro_batch must be >= 1")
+    s, b, h, a = seq_len, micro_batch, shape.n_embd, shape.n_head
+    block = ACT_LINEAR * s * b * h + (0 if flash_attention else ACT_ATTENTION * a * s * s * b)
+    logits = LOGIT_BYTES * s * b * shape.vocab_size
+    if checkpointing:
+        return shape.n_layer * ACT_CHECKPOINT * s * b * h + block + logits
+    return shape.n_layer * block + logits
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one GPU holds for one way of training (and host RAM for the offloaded part)."""
+
+    label: str
+    weights: int
+    grads: int
+    optimizer: int
+    activations: int
+    working: int = 0  # ZeRO-3/FSDP gathered unit
+    host: int = 0  # CPU RAM, all GPUs of the run together
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.grads + self.optimizer + self.activations + self.working
+
+    def fits(self, usable_bytes: int) -> bool:
+        return self.total <= usable_bytes
+
+
+def memory_full(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, sharded: bool = False,
+                offload: bool = False, checkpointing: bool = True, flash_attention: bool = False) -> MemoryEstimate:
+    """Full fine-tuning with AdamW in bf16 mixed precision: data parallel, ZeRO-3/FSDP, or ZeRO-3 + CPU offload."""
+    if gpus < 1:
+        raise ValueError("gpus must be >= 1")
+    p = shape.total_params
+    act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
+    working = GATHER_BYTES * shape.largest_unit_params
+    if offload:
+        return MemoryEstimate(f"ZeRO-3 over {gpus} + optimizer offload", weights=BF16_WEIGHT * p // gpus, grads=0,
+                              optimizer=0, activations=act, working=working, host=OFFLOAD_HOST_BYTES * p)
+    if sharded and gpus > 1:
+        return MemoryEstimate(f"full, ZeRO-3/FSDP over {gpus}", weights=BF16_WEIGHT * p // gpus,
+                              grads=BF16_GRAD * p // gpus, optimizer=OPTIMIZER_BYTES * p // gpus, activations=act,
+                              working=working)
+    return MemoryEstimate("full, one GPU" if gpus == 1 else f"full, replicated on {gpus}",
+                          weights=BF16_WEIGHT * p, grads=BF16_GRAD * p, optimizer=OPTIMIZER_BYTES * p,
+                          activations=act)
+
+
+def memory_lora(shape: ModelShape, seq_len: int, micro_batch: int, *, rank: int = 8,
+                targets: Sequence[str] = ("q_proj", "v_proj"), checkpointing: bool = True,
+                flash_attention: bool = False) -> MemoryEstimate:
+    """LoRA: frozen bf16 base on every GPU, 16 B per adapter parameter, activations as for full fine-tuning."""
+    lora = shape.lora_params(rank, targets)
+    act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
+    return MemoryEstimate(f"LoRA r={rank} on {','.join(targets)}", weights=BF16_WEIGHT * shape.total_params + 4 * lora,
+                          grads=4 * lora, optimizer=ADAM_MOMENTS * lora, activations=act)
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """Bytes per parameter of one full fine-tuning checkpoint."""
+
+    name: str
+    weights: int  # the model weights in the training state
+    master: int  # fp32 master copy (0 when the weights are fp32 already)
+    moments: int  # AdamW exp_avg + exp_avg_sq
+    model_copy: int  # a separate copy of the model saved in the same folder (Trainer's save_model)
+
+    @property
+    def state_bytes_per_param(self) -> int:
+        return self.weights + self.master + self.moments
+
+    @property
+    def bytes_per_param(self) -> int:
+        return self.state_bytes_per_param + self.model_copy
+
+    def formula(self) -> str:
+        parts = [f"weights {self.weights}"]
+        if self.master:
+            parts.append(f"fp32 master {self.master}")
+        parts.append(f"fp32 AdamW moments {self.moments}")
+        if self.model_copy:
+            parts.append(f"model copy {self.model_copy}")
+        return " + ".join(parts) + f" = {self.bytes_per_param} B/param"
+
+
+# Hugging Face Trainer + DeepSpeed, bf16: bf16 weights, fp32 master, fp32 moments, plus the bf16 model copy.
+DEEPSPEED_BF16 = CheckpointFormat("bf16 + fp32 master (Trainer + DeepSpeed)", weights=BF16_WEIGHT,
+                                  master=FP32_MASTER, moments=ADAM_MOMENTS, model_copy=BF16_WEIGHT)
+# A trainer keeping fp32 parameters under autocast (overton.train.checkpoint.checkpoint_bytes's default).
+FP32_PARAMS = CheckpointFormat("fp32 parameters + autocast", weights=4, master=0, moments=ADAM_MOMENTS, model_copy=0)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.1f} MB"
+
+
+def _hours(h: float) -> str:
+    return f"{h:,.1f} h" if h < 48 else f"{h:,.0f} h ({h / 24:.1f} days)"
+
+
+@dataclass(frozen=True)
+class FullOption:
+    """The fewest GPUs of one kind that hold full fine-tuning without offload, and the time at the same MFU."""
+
+    gpu: GPU
+    count: int
+    memory: MemoryEstimate
+    hours: float
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    shape: ModelShape
+    gpu: GPU
+    gpus: int
+    seq_len: int
+    micro_batch: int
+    grad_accum: int
+    epochs: float
+    tokens: int  # in the data, one epoch
+    sequences: int  # trained, all epochs
+    steps: int
+    mfu: float
+    headroom: float
+    activation_checkpointing: bool
+    flops_per_token: float
+    lora_flops_per_token: float
+    hours: float  # full fine-tuning
+    lora_hours: float
+    price_per_gpu_hour: float | None
+    currency: str
+    full_single: MemoryEstimate
+    full_sharded: MemoryEstimate | None  # None on one GPU
+    full_offload: MemoryEstimate
+    lora: MemoryEstimate
+    lora_rank: int
+    activations_other: int  # activations with the other checkpointing choice, for the report
+    checkpoint_format: CheckpointFormat
+    checkpoint_bytes: int
+    export_bytes: int
+    lora_checkpoint_bytes: int
+    checkpoint_keep: int
+    disk_free_bytes: int | None
+    host_ram_bytes: int | None
+    full_options: tuple[FullOption, ...]
+
+    # ---- derived figures
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.gpus * self.grad_accum
+
+    @property
+    def tokens_trained(self) -> int:
+        return self.sequences * self.seq_len
+
+    @property
+    def total_flops(self) -> float:
+        return self.tokens_trained * self.flops_per_token
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.hours * self.gpus
+
+    @property
+    def lora_gpu_hours(self) -> float:
+        return self.lora_hours * self.gpus
+
+    @property
+    def cost(self) -> float | None:
+        return None if self.price_per_gpu_hour is None else self.gpu_hours * self.price_per_gpu_hour
+
+    @property
+    def lora_cost(self) -> float | None:
+        return None if self.price_per_gpu_hour is None else self.lora_gpu_hours * self.price_per_gpu_hour
+
+    @property
+    def usable_bytes(self) -> int:
+        """Memory one GPU may fill: the card less the headroom."""
+        return int(self.gpu.memory_bytes * (1 - self.headroom))
+
+    def fits(self, estimate: MemoryEstimate | None) -> bool:
+        return estimate is not None and estimate.fits(self.usable_bytes)
+
+    @property
+    def full_single_fits(self) -> bool:
+        return self.fits(self.full_single)
+
+    @property
+    def full_sharded_fits(self) -> bool:
+        return self.fits(self.full_sharded)
+
+    @property
+    def offload_fits(self) -> bool:
+        host_ok = self.host_ram_bytes is None or self.full_offload.host <= self.host_ram_bytes
+        return self.fits(self.full_offload) and host_ok
+
+    @property
+    def lora_fits(self) -> bool:
+        return self.fits(self.lora)
+
+    @property
+    def checkpoints_fit(self) -> int | None:
+        """How many full checkpoints the free disk holds."""
+        return None if self.disk_free_bytes is None else self.disk_free_bytes // self.checkpoint_bytes
+
+    @property
+    def disk_needed(self) -> int:
+        """The kept checkpoints, the one being written and the final export (overton.train.checkpoint's rule)."""
+        return (self.checkpoint_keep + 1) * self.checkpoint_bytes + self.export_bytes
+
+    @property
+    def disk_ok(self) -> bool | None:
+        return None if self.disk_free_bytes is None else self.disk_free_bytes >= self.disk_needed
+
+    # ---- the text
+
+    def _money(self, amount: float | None) -> str:
+        return "" if amount is None else f", {amount:,.2f} {self.currency}"
+
+    def verdict(self) -> str:
+        """One sentence: what fits on the chosen hardware and what does not."""
+        g, n = self.gpu.name, self.gpus
+        usable = _gib(self.usable_bytes)
+        if self.full_single_fits:
+            return f"full fine-tuning fits on one {g} ({_gib(self.full_single.total)} <= {usable} usable)"
+        text = f"full fine-tuning does not fit on one {g} ({_gib(self.full_single.total)} > {usable} usable)"
+        if self.full_sharded is None:
+            return text
+        if self.full_sharded_fits:
+            return text + f"; it fits sharded over {n} GPUs ({_gib(self.full_sharded.total)} per GPU)"
+        states = MODEL_STATE_BYTES * self.shape.total_params
+        return text + (f", nor sharded over {n} GPUs without CPU offload ({MODEL_STATE_BYTES} B/param = "
+                       f"{_gb(states)} / {n} = {_gb(states / n)} = {_gib(states / n)} of model states, "
+                       f"{_gib(self.full_sharded.total)} per GPU with activations > {usable})")
+
+    def what_fits(self) -> list[str]:
+        """The ways to train that fit: on this hardware, then full fine-tuning on other GPUs."""
+        here = []
+        if self.full_sharded_fits:
+            here.append(f"full fine-tuning with ZeRO-3/FSDP over {self.gpus} ({_gib(self.full_sharded.total)} per GPU)")
+        if not self.full_single_fits and not self.full_sharded_fits and self.offload_fits:
+            here.append(f"ZeRO-3 with the optimizer offloaded to CPU ({_gib(self.full_offload.total)} per GPU, "
+                        f"{_gib(self.full_offload.host)} of host RAM)")
+        if self.lora_fits:
+            here.append(f"LoRA r={self.lora_rank} ({_gib(self.lora.total)} per GPU)")
+        lines = [f"fits on {self.gpus} x {self.gpu.name}: " + ("; ".join(here) if here else "nothing above")]
+        others = [f"{o.count} x {o.gpu.name} ({_hours(o.hours)})" for o in self.full_options]
+        if others:
+            lines.append("full fine-tuning without offload fits on: " + ", ".join(others))
+        return lines
+
+    def lines(self) -> list[str]:
+        s = self.shape
+        g = self.gpu
+        out = [f"budget for {s.describe()}"]
+        if s.total_params == GPTJ_6B.total_params:
+            out.append(f"  (the model card's {s.mesh_jax_params(8):,} counts the 8 Mesh Transformer JAX shards' "
+                       "replicated LayerNorms and biases)")
+        out.append(f"data: {self.tokens:,} tokens x {self.epochs:g} epoch(s) = {self.sequences:,} sequences of "
+                   f"{self.seq_len} tokens; global batch {self.global_batch} = micro-batch {self.micro_batch} x "
+                   f"{self.gpus} GPUs x {self.grad_accum} accumulation: {self.steps:,} steps")
+        out.append(f"compute: {self.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12*L*d*s, N = "
+                   f"{s.matmul_params:,}), {self.total_flops:.3g} FLOP in all; {self.gpus} x {g.name} at "
+                   f"{self.mfu:.0%} MFU of {g.peak_flops / 1e12:.0f} TFLOP/s bf16 each")
+        price = ("" if self.price_per_gpu_hour is None
+                 else f" at {self.price_per_gpu_hour:,.2f} {self.currency}/GPU-hour")
+        out.append(f"time: full fine-tuning {_hours(self.hours)}, {self.gpu_hours:,.1f} GPU-hours"
+                   f"{self._money(self.cost)}; LoRA ({self.lora_flops_per_token / 1e9:.2f} GFLOP/token) "
+                   f"{_hours(self.lora_hours)}, {self.lora_gpu_hours:,.1f} GPU-hours{self._money(self.lora_cost)}"
+                   f"{price}")
+        ckpt = "with" if self.activation_checkpointing else "without"
+        other = "without" if self.activation_checkpointing else "with"
+        out.append(f"memory per GPU, AdamW bf16 mixed precision ({MODEL_STATE_BYTES} B/param), activations "
+                   f"{ckpt} checkpointing at micro-batch {self.micro_batch} ({_gib(self.full_single.activations)}; "
+                   f"{other}: {_gib(self.activations_other)}); {g.name} has {_gib(g.memory_bytes)}, "
+                   f"{_gib(self.usable_bytes)} usable with {self.headroom:.0%} headroom:")
+        rows = [self.full_single, self.full_sharded, self.full_offload, self.lora]
+        for row in rows:
+            if row is None:
+                continue
+            verdict = "fits" if self.fits(row) else "DOES NOT FIT"
+            host = f", host RAM {_gib(row.host)}" if row.host else ""
+            if row.host and self.host_ram_bytes is not None and row.host > self.host_ram_bytes:
+                verdict = f"DOES NOT FIT (host RAM {_gib(self.host_ram_bytes)})"
+            out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}")
+        out.append("verdict: " + self.verdict())
+        out.extend(self.what_fits())
+        out.append(f"checkpoints: {_gb(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), final "
+                   f"bf16 export {_gb(self.export_bytes)}; LoRA checkpoints {_gb(self.lora_checkpoint_bytes)}")
+        if self.disk_free_bytes is None:
+            out.append("disk: not checked (no free space given)")
+        else:
+            state = "enough" if self.disk_ok else "NOT ENOUGH"
+            out.append(f"disk: {_gb(self.disk_free_bytes)} free holds {self.checkpoints_fit} full checkpoint(s); "
+                       f"keeping {self.checkpoint_keep} needs {self.checkpoint_keep + 1} x "
+                       f"{_gb(self.checkpoint_bytes)} + export = {_gb(self.disk_needed)}: {state}")
+        return out
+
+
+def _full_options(shape: ModelShape, seq_len: int, micro_batch: int, tokens: float, mfu: float,
+                  headroom: float, checkpointing: bool, flash_attention: bool,
+                  catalogue: Iterable[GPU]) -> tuple[FullOption, ...]:
+    options = []
+    fpt = flops_per_token(shape, seq_len)
+    for card in catalogue:
+        usable = int(card.memory_bytes * (1 - headroom))
+        for count in POWERS_OF_TWO:
+            estimate = memory_full(shape, seq_len, micro_batch, gpus=count, sharded=count > 1,
+                                   checkpointing=checkpointing, flash_attention=flash_attention)
+            if estimate.fits(usable):
+                options.append(FullOption(card, count, estimate,
+                                          train_hours(tokens, fpt, card.peak_flops, count, mfu)))
+                break
+    return tuple(options)
+
+
+def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
+         gpu_name: str | GPU = "A100-40GB", mfu: float = 0.40, price_per_gpu_hour: float | None = None,
+         micro_batch: int = 1, epochs: float = 1.0, checkpoint_keep: int = 2, disk_free_bytes: int | None = None,
+         *, global_batch: int | None = None, activation_checkpointing: bool = True, flash_attention: bool = False,
+         lora_rank: int = 8, lora_targets: Sequence[str] = ("q_proj", "v_proj"), host_ram_bytes: int | None = None,
+         headroom: float = HEADROOM, checkpoint_format: CheckpointFormat = DEEPSPEED_BF16,
+         currency: str = "EUR") -> BudgetReport:
+    """What training ``shape`` on ``tokens`` tokens needs on ``gpus`` x ``gpu_name``.
+
+    ``mfu`` is an assumption (0.40 by default, what a tuned FSDP/DeepSpeed run of a 6B model can reach; the
+    original run got 0.15): replace it with the MFU the trainer logs from its first steps. ``global_batch``
+    (sequences) defaults to ``micro_batch * gpus``; it must be a multiple of it (the rest is accumulation).
+    """
+    card = gpu(gpu_name)
+    if tokens < 0:
+        raise UserError(f"tokens must be >= 0, not {tokens}")
+    if gpus < 1 or micro_batch < 1:
+        raise UserError(f"gpus and micro-batch must be >= 1, not {gpus} and {micro_batch}")
+    if not 1 <= seq_len <= shape.n_positions:
+        raise UserError(f"sequence length {seq_len} must be between 1 and the model's {shape.n_positions} positions")
+    if epochs <= 0:
+        raise UserError(f"epochs must be > 0, not {epochs}")
+    if checkpoint_keep < 1:
+        raise UserError(f"checkpoints to keep must be >= 1, not {checkpoint_keep}")
+    if not 0 <= headroom < 1:
+        raise ValueError("headroom must be in [0, 1)")
+    per_step = micro_batch * gpus
+    if global_batch is None:
+        global_batch = per_step
+    if global_batch < per_step or global_batch % per_step:
+        raise UserError(f"global batch {global_batch} must be a multiple of micro-batch x GPUs = {per_step}")
+    sequences = math.floor(tokens // seq_len * epochs)
+    steps = math.ceil(sequences / global_batch)
+    trained = sequences * seq_len
+    fpt = flops_per_token(shape, seq_len)
+    lora_fpt = flops_per_token(shape, seq_len, lora=True)
+    common = {"checkpointing": activation_checkpointing, "flash_attention": flash_attention}
+    lora_params = shape.lora_params(lora_rank, lora_targets)
+    return BudgetReport(
+        shape=shape, gpu=card, gpus=gpus, seq_len=seq_len, micro_batch=micro_batch,
+        grad_accum=global_batch // per_step, epochs=epochs, tokens=tokens, sequences=sequences, steps=steps,
+        mfu=mfu, headroom=headroom, activation_checkpointing=activation_checkpointing,
+        flops_per_token=fpt, lora_flops_per_token=lora_fpt,
+        hours=train_hours(trained, fpt, card.peak_flops, gpus, mfu),
+        lora_hours=train_hours(trained, lora_fpt, card.peak_flops, gpus, mfu),
+        price_per_gpu_hour=price_per_gpu_hour, currency=currency,
+        full_single=memory_full(shape, seq_len, micro_batch, gpus=1, **common),
+        full_sharded=memory_full(shape, seq_len, micro_batch, gpus=gpus, sharded=True, **common) if gpus > 1 else None,
+        full_offload=memory_full(shape, seq_len, micro_batch, gpus=gpus, offload=True, **common),
+        lora=memory_lora(shape, seq_len, micro_batch, rank=lora_rank, targets=lora_targets, **common),
+        lora_rank=lora_rank,
+        activations_other=activation_bytes(shape, seq_len, micro_batch, checkpointing=not activation_checkpointing,
+                                           flash_attention=flash_attention),
+        checkpoint_format=checkpoint_format,
+        checkpoint_bytes=checkpoint_format.bytes_per_param * shape.total_params,
+        export_bytes=BF16_WEIGHT * shape.total_params,
+        lora_checkpoint_bytes=(4 + ADAM_MOMENTS) * lora_params,  # fp32 adapter + moments
+        checkpoint_keep=checkpoint_keep, disk_free_bytes=disk_free_bytes, host_ram_bytes=host_ram_bytes,
+        full_options=_full_options(shape, seq_len, micro_batch, trained, mfu, headroom, activation_checkpointing,
+                                   flash_attention, GPUS.values()),
+    )

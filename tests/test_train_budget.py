@@ -1,0 +1,239 @@
+"""Training budget: parameter counts, FLOPs and MFU, memory verdicts, time and cost, checkpoints and disk."""
+
+from __future__ import annotations
+
+import pytest
+
+from overton.corpus.errors import UserError
+from overton.train.budget import (
+    DEEPSPEED_BF16,
+    FP32_PARAMS,
+    GB,
+    GIB,
+    GPTJ_6B,
+    GPU,
+    GPUS,
+    ModelShape,
+    activation_bytes,
+    flops_per_token,
+    gpu,
+    memory_full,
+    memory_lora,
+    mfu,
+    plan,
+    train_hours,
+)
+
+# config.json of Cedille/fr-boris as transformers writes it (GPT-J 6B shapes, defaults left out or spelled out).
+FR_BORIS_CONFIG = {
+    "model_type": "gptj", "architectures": ["GPTJForCausalLM"], "_name_or_path": "Cedille/fr-boris",
+    "n_layer": 28, "n_embd": 4096, "n_head": 16, "n_positions": 2048, "rotary_dim": 64, "vocab_size": 50400,
+    "n_inner": None, "tie_word_embeddings": False, "activation_function": "gelu_new",
+}
+
+# A toy model and card for arithmetic checked by hand.
+TOY = ModelShape(n_layer=2, n_embd=8, n_head=2, vocab_size=10, n_positions=16, rotary_dim=4, name="toy")
+TOY_GPU = GPU("toy", memory_bytes=100 * GIB, peak_flops=1e12)
+
+
+def _a100_plan(**kwargs):
+    args = {"tokens": 500_000_000, "seq_len": 1024, "gpus": 2, "gpu_name": "A100-40GB", "mfu": 0.4,
+            "price_per_gpu_hour": 1.10, "micro_batch": 1, "epochs": 1, "checkpoint_keep": 2,
+            "disk_free_bytes": 200 * GB, "global_batch": 32}
+    args.update(kwargs)
+    return plan(GPTJ_6B, **args)
+
+
+# ------------------------------------------------------------------------------------- parameter counts
+
+
+def test_gptj_6b_parameter_count_and_model_card_figure():
+    d, v = 4096, 50400
+    assert GPTJ_6B.embedding_params == v * d == 206_438_400
+    assert GPTJ_6B.layer_params == 4 * d * d + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * d == 201_355_264
+    # What PyTorch counts for GPTJForCausalLM.
+    assert GPTJ_6B.total_params == 6_050_882_784
+    # The model card's figure counts the 8-shard Mesh Transformer JAX checkpoint (replicated LayerNorms, fc_out
+    # biases, and an input-embedding bias per shard).
+    assert GPTJ_6B.mesh_jax_params(8) == 6_053_381_344
+    assert GPTJ_6B.mesh_jax_params(8) - GPTJ_6B.total_params == 2_498_560
+
+
+def test_matmul_params_and_flops_per_token():
+    assert GPTJ_6B.matmul_weight_params == 28 * 12 * 4096 * 4096 + 4096 * 50400 == 5_843_582_976
+    assert GPTJ_6B.matmul_params == GPTJ_6B.total_params - GPTJ_6B.embedding_params == 5_844_444_384
+    fpt = flops_per_token(GPTJ_6B, 1024)
+    assert fpt == 6 * 5_844_444_384 + 12 * 28 * 4096 * 1024 == 36_475_952_448
+    assert round(fpt / 1e9, 2) == 36.48
+    assert flops_per_token(GPTJ_6B, 1024, lora=True) == 4 * 5_844_444_384 + 12 * 28 * 4096 * 1024
+    assert flops_per_token(GPTJ_6B, 2048) - fpt == 12 * 28 * 4096 * 1024
+
+
+def test_from_gptj_config_and_defaults():
+    shape = ModelShape.from_gptj_config(FR_BORIS_CONFIG)
+    assert shape.total_params == GPTJ_6B.total_params
+    assert shape.d_ff == 16384 and shape.name == "Cedille/fr-boris"
+    # A config.json saved by transformers leaves out values equal to GPTJConfig's defaults.
+    assert ModelShape.from_gptj_config({"model_type": "gptj"}).total_params == 6_050_882_784
+    small = ModelShape.from_gptj_config({"n_layer": 2, "n_embd": 8, "n_head": 2, "vocab_size": 10, "n_inner": 16})
+    assert small.total_params == 10 * 8 + 2 * (4 * 64 + (2 * 8 * 16 + 16 + 8) + 16) + 16 + (8 * 10 + 10)
+    tied = ModelShape.from_gptj_config({**FR_BORIS_CONFIG, "tie_word_embeddings": True})
+    assert tied.total_params == GPTJ_6B.total_params - 4096 * 50400
+    assert tied.matmul_params == GPTJ_6B.matmul_params  # the lm_head matmul still runs
+    with pytest.raises(UserError, match="model_type"):
+        ModelShape.from_gptj_config({"model_type": "llama"})
+    with pytest.raises(UserError, match="multiple of n_head"):
+        ModelShape.from_gptj_config({"n_embd": 100, "n_head": 16})
+
+
+def test_lora_params():
+    assert GPTJ_6B.lora_params(8) == 28 * 2 * 8 * (4096 + 4096) == 3_670_016
+    assert GPTJ_6B.lora_params(16, ("q_proj", "v_proj", "fc_in")) == 28 * 16 * (2 * 8192 + 4096 + 16384)
+    with pytest.raises(UserError, match="unknown LoRA target"):
+        GPTJ_6B.lora_params(8, ("c_attn",))
+
+
+# ---------------------------------------------------------------------------------------------- MFU, time
+
+
+def test_mfu_of_the_original_run():
+    # 2.5 sequences of 1024 tokens per second on 2 x A100 (312 TFLOP/s bf16 dense each).
+    value = mfu(2.5 * 1024, flops_per_token(GPTJ_6B, 1024), GPUS["A100-40GB"].peak_flops, 2)
+    assert 0.14 < value < 0.16
+    assert value == pytest.approx(2560 * 36_475_952_448 / 624e12)
+
+
+def test_hours_and_cost_on_simple_numbers():
+    # 3.6e15 FLOP at 50 % of 2 x 1 TFLOP/s: 3600 s.
+    assert train_hours(3.6e6, 1e9, 1e12, 2, 0.5) == pytest.approx(1.0)
+    # The toy: N = total - embedding, FLOPs/token at 16 tokens = 6N + 12*2*8*16.
+    n = TOY.total_params - 10 * 8
+    assert TOY.matmul_params == n
+    fpt = 6 * n + 12 * 2 * 8 * 16
+    assert flops_per_token(TOY, 16) == fpt
+    tokens = 1600 * 16  # 1600 sequences
+    report = plan(TOY, tokens, seq_len=16, gpus=4, gpu_name=TOY_GPU, mfu=0.25, price_per_gpu_hour=2.0,
+                  micro_batch=2, epochs=2, global_batch=16, disk_free_bytes=10**6)
+    assert report.sequences == 3200 and report.tokens_trained == 3200 * 16
+    assert report.grad_accum == 2 and report.global_batch == 16 and report.steps == 200
+    assert report.hours == pytest.approx(3200 * 16 * fpt / (0.25 * 1e12 * 4) / 3600)
+    assert report.gpu_hours == pytest.approx(4 * report.hours)
+    assert report.cost == pytest.approx(2.0 * report.gpu_hours)
+    assert report.lora_hours < report.hours
+    # A partial last batch is still a step.
+    assert plan(TOY, 33 * 16, seq_len=16, gpus=1, gpu_name=TOY_GPU, global_batch=8).steps == 5
+
+
+def test_plan_rejects_bad_settings():
+    with pytest.raises(UserError, match="multiple of micro-batch"):
+        plan(TOY, 1000, seq_len=16, gpus=2, gpu_name=TOY_GPU, micro_batch=2, global_batch=6)
+    with pytest.raises(UserError, match="16 positions"):
+        plan(TOY, 1000, seq_len=32, gpu_name=TOY_GPU)
+    with pytest.raises(UserError, match="unknown GPU"):
+        plan(TOY, 1000, seq_len=16, gpu_name="V100")
+    with pytest.raises(UserError, match="MFU"):
+        plan(TOY, 1000, seq_len=16, gpu_name=TOY_GPU, mfu=0)
+    assert gpu("a100-80gb") is GPUS["A100-80GB"]
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+def test_activation_formula():
+    s, b, h, a, layers, v = 1024, 1, 4096, 16, 28, 50400
+    block = s * b * h * (34 + 5 * a * s // h)
+    logits = 10 * s * b * v
+    assert activation_bytes(GPTJ_6B, 1024, 1, checkpointing=False) == layers * block + logits
+    assert activation_bytes(GPTJ_6B, 1024, 1, checkpointing=True) == layers * 2 * s * b * h + block + logits
+    assert activation_bytes(GPTJ_6B, 1024, 1, checkpointing=False, flash_attention=True) == (
+        layers * 34 * s * b * h + logits)
+    assert activation_bytes(GPTJ_6B, 1024, 4) == 4 * activation_bytes(GPTJ_6B, 1024, 1)
+
+
+def test_memory_conventions():
+    p = GPTJ_6B.total_params
+    single = memory_full(GPTJ_6B, 1024, 1)
+    assert single.weights + single.grads + single.optimizer == 16 * p
+    sharded = memory_full(GPTJ_6B, 1024, 1, gpus=8, sharded=True)
+    assert sharded.weights + sharded.grads + sharded.optimizer == 16 * p // 8
+    assert sharded.activations == single.activations  # activations are not sharded
+    assert sharded.working == 4 * (4096 * 50400 + 50400)  # the largest unit is lm_head (weight and bias)
+    offload = memory_full(GPTJ_6B, 1024, 1, gpus=2, offload=True)
+    assert offload.weights == 2 * p // 2 and offload.optimizer == 0 and offload.host == 16 * p
+    lora = memory_lora(GPTJ_6B, 1024, 1, rank=8)
+    assert lora.total - lora.activations == 2 * p + 16 * 3_670_016
+
+
+def test_two_a100_40gb_verdicts():
+    report = _a100_plan()
+    usable = int(40 * GIB * 0.9)
+    assert report.usable_bytes == usable
+    assert report.full_single.total > usable and not report.full_single_fits
+    # 16 B/param = 96.8 GB; / 2 = 48.4 GB of model states alone is more than a 40 GB card.
+    assert 16 * GPTJ_6B.total_params / 2 == pytest.approx(48.4e9, rel=1e-3)
+    assert report.full_sharded.total > usable and not report.full_sharded_fits
+    assert report.lora_fits and report.lora.total < 13 * GIB
+    assert report.offload_fits
+    # Without activation checkpointing the verdicts are the same.
+    plain = _a100_plan(activation_checkpointing=False)
+    assert not plain.full_single_fits and not plain.full_sharded_fits and plain.lora_fits
+    # With too little host RAM, offload does not fit either.
+    assert not _a100_plan(host_ram_bytes=64 * GIB).offload_fits
+    options = {o.gpu.name: o.count for o in report.full_options}
+    assert options == {"A100-40GB": 4, "A100-80GB": 2, "H100-80GB": 2, "H200-141GB": 1}
+
+
+def test_eight_a100_80gb_sharded_fits():
+    report = _a100_plan(gpus=8, gpu_name="A100-80GB", global_batch=32)
+    assert not report.full_single_fits
+    assert report.full_sharded_fits
+    assert report.full_sharded.total < 15 * GIB
+    assert "fits on one" not in report.verdict() and "fits sharded over 8 GPUs" in report.verdict()
+
+
+def test_time_and_cost_of_gptj_on_two_a100():
+    report = _a100_plan()
+    assert report.sequences == 488_281 and report.steps == 15_259 and report.grad_accum == 16
+    expected = 488_281 * 1024 * 36_475_952_448 / (0.4 * 312e12 * 2) / 3600
+    assert report.hours == pytest.approx(expected) and 20 < report.hours < 21
+    assert report.cost == pytest.approx(expected * 2 * 1.10)
+
+
+# ------------------------------------------------------------------------------------ checkpoints, disk
+
+
+def test_checkpoint_size_and_disk():
+    report = _a100_plan()
+    assert DEEPSPEED_BF16.bytes_per_param == 16 and DEEPSPEED_BF16.state_bytes_per_param == 14
+    assert 85 * GB <= report.checkpoint_bytes <= 100 * GB
+    assert report.checkpoint_bytes == 16 * 6_050_882_784
+    assert 84 * GB < 14 * GPTJ_6B.total_params < 85 * GB  # the state without Trainer's model copy
+    assert FP32_PARAMS.bytes_per_param * GPTJ_6B.total_params == pytest.approx(72.6e9, rel=1e-3)
+    assert report.export_bytes == 2 * GPTJ_6B.total_params
+    # The original's 200 GB disk holds two checkpoints, not the three (kept 2 + the one being written) + export.
+    assert report.checkpoints_fit == 2
+    assert report.disk_needed == 3 * report.checkpoint_bytes + report.export_bytes
+    assert report.disk_ok is False
+    assert _a100_plan(disk_free_bytes=400 * GB).disk_ok is True
+    assert _a100_plan(disk_free_bytes=None).disk_ok is None
+    assert report.lora_checkpoint_bytes == 12 * 3_670_016
+
+
+def test_lines_say_the_verdicts():
+    text = "\n".join(_a100_plan().lines())
+    assert "6,050,882,784 parameters" in text and "6,053,381,344" in text
+    assert "36.48 GFLOP/token" in text
+    assert "full fine-tuning does not fit on one A100-40GB" in text
+    assert "nor sharded over 2 GPUs without CPU offload" in text
+    assert "96.8 GB / 2 = 48.4 GB" in text
+    assert "LoRA r=8 (12.2 GiB per GPU)" in text
+    assert "ZeRO-3 with the optimizer offloaded to CPU" in text
+    assert "4 x A100-40GB" in text and "2 x A100-80GB" in text and "1 x H200-141GB" in text
+    assert "96.8 GB each" in text and "NOT ENOUGH" in text
+    assert "20.3 h, 40.6 GPU-hours, 44.65 EUR" in text
+    lines = _a100_plan().lines()
+    assert any(line.strip().startswith("full, ZeRO-3/FSDP over 2") and "DOES NOT FIT" in line for line in lines)
+    assert any(line.strip().startswith("LoRA r=8") and line.rstrip().endswith("fits") for line in lines)
+    sharded = "\n".join(_a100_plan(gpus=8, gpu_name="A100-80GB").lines())
+    assert "it fits sharded over 8 GPUs" in sharded
+    assert "disk: not checked" in "\n".join(_a100_plan(disk_free_bytes=None).lines())
