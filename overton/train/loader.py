@@ -31,6 +31,7 @@ How the stream is defined (and why it survives any resume):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -194,8 +195,7 @@ class Selection:
             keep &= pc.is_in(index.column("source"), pa.array(list(self.sources))).to_numpy(zero_copy_only=False)
         for bound, compare in ((self.since, pc.greater_equal), (self.until, pc.less)):
             if bound is not None:
-                moment = pa.scalar(datetime(bound.year, bound.month, bound.day), pa.timestamp("us", tz="UTC"))
-                keep &= pc.fill_null(compare(published, moment), False).to_numpy(zero_copy_only=False)
+                keep &= pc.fill_null(compare(published, _moment(bound)), False).to_numpy(zero_copy_only=False)
         if self.speakers:
             wanted = set(self.speakers)
             keep &= np.array([any(s["name"] in wanted for s in (row or [])) for row in
@@ -204,9 +204,8 @@ class Selection:
         if self.eval_fraction > 0:
             held |= _unit_hash(index.column("id").to_pylist(), "eval") < self.eval_fraction
         if self.eval_since is not None:
-            moment = pa.scalar(datetime(self.eval_since.year, self.eval_since.month, self.eval_since.day),
-                               pa.timestamp("us", tz="UTC"))
-            held |= pc.fill_null(pc.greater_equal(published, moment), False).to_numpy(zero_copy_only=False)
+            recent = pc.fill_null(pc.greater_equal(published, _moment(self.eval_since)), False)
+            held |= recent.to_numpy(zero_copy_only=False)
         return keep, held
 
     def multiplicity(self, index: pa.Table, seed: int, epoch: int) -> np.ndarray:
@@ -215,6 +214,10 @@ class Selection:
         whole = np.floor(weights)
         extra = _unit_hash(index.column("id").to_pylist(), f"{seed}:{epoch}") < (weights - whole)
         return (whole + extra).astype(np.int64)
+
+
+def _moment(day: date) -> pa.Scalar:
+    return pa.scalar(datetime(day.year, day.month, day.day), pa.timestamp("us", tz="UTC"))
 
 
 def _unit_hash(ids: list[str], salt: str) -> np.ndarray:
@@ -277,7 +280,7 @@ class PackedStream:
 
     def locate(self, g: int) -> tuple[int, int, int]:
         """(segment, epoch, sequence within the epoch) of global sequence ``g``."""
-        for number in range(10**9):
+        for number in itertools.count():
             if number >= len(self.segments):
                 self._next_segment()
             seg = self.segments[number]
@@ -291,7 +294,7 @@ class PackedStream:
                     return number, epoch, g
                 g -= count
                 epoch += 1
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: itertools.count() never ends")
 
     def _next_segment(self) -> None:
         """Wait for a version newer than the last segment's, and make its new documents the next segment."""
@@ -350,8 +353,8 @@ class _Epoch:
         for i in np.flatnonzero(times > 0).tolist():
             members.setdefault(position[(int(files[i]), int(groups[i]))], []).append(i)
         for u in order.tolist():
-            docs = np.repeat(np.array(members.get(u, []), np.int64), times[members.get(u, [])]
-                             if members.get(u) else 0)
+            listed = np.array(members.get(u, []), np.int64)
+            docs = np.repeat(listed, times[listed])
             unit_rng = np.random.default_rng([stream.seed, segment, epoch, int(stream.evaluation), u])
             docs = docs[unit_rng.permutation(len(docs))]
             self.units.append((units[u][0], units[u][1], rows[docs]))
