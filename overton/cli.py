@@ -144,6 +144,34 @@ def cmd_verify(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    import contextlib
+    import os
+
+    workspace = _workspace(args)
+    settings = workspace.config().train
+    overrides = {key: value for key, value in (("gpus", args.gpus), ("gpu", args.gpu), ("mfu", args.mfu),
+                                               ("price_per_gpu_hour", args.price)) if value is not None}
+    if overrides:
+        settings = settings.model_copy(update={"budget": settings.budget.model_copy(update=overrides)})
+    if args.dry_run:
+        from overton.train.dryrun import dry_run
+
+        print("\n".join(dry_run(workspace, settings)))
+        return EXIT_OK
+    from overton.train.trainer import train
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 keeps the lock and the run record
+    lock = workspace.lock("train") if main_rank else contextlib.nullcontext()
+    with lock, (RunRecord(workspace, "train") if main_rank else contextlib.nullcontext()) as record:
+        outcome = train(workspace, settings, progress=not args.quiet)
+        if record:
+            record.data.update(step=outcome.step, steps=outcome.last_step, stopped_by=outcome.stopped_by,
+                               resumed_from=outcome.resumed_from, loss=outcome.loss,
+                               export=str(outcome.export) if outcome.export else None)
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from overton.demo import run_demo
 
@@ -196,6 +224,16 @@ def parser() -> argparse.ArgumentParser:
     sub = command("verify", cmd_verify, "recompute every checksum of a version; exit 1 if a file differs")
     sub.add_argument("path", nargs="?", help="a version folder or a dataset folder (latest version; default: the "
                      "workspace's dataset)")
+
+    sub = command("train", cmd_train, "train GPT-J on the dataset with the [train] settings; after any stop, "
+                  "the same command resumes from the last checkpoint")
+    sub.add_argument("--dry-run", action="store_true",
+                     help="print the budget (tokens, steps, memory per GPU, hours, cost, disk) and exit")
+    sub.add_argument("--gpus", type=int, help="dry run: number of GPUs (default: [train.budget] gpus)")
+    sub.add_argument("--gpu", help="dry run: A100-40GB, A100-80GB, H100-80GB or H200-141GB")
+    sub.add_argument("--mfu", type=float, help="dry run: model FLOPs utilisation to assume, e.g. 0.4")
+    sub.add_argument("--price", type=float, help="dry run: price per GPU-hour")
+    sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",
                   workspace=False)

@@ -10,7 +10,8 @@ import pytest
 
 from overton.corpus.dataset import Version
 from overton.train.loader import Layout, PackedStream, Selection, Tokenizer, eval_batches, micro_batches
-from tests.train_fixtures import documents, sample_workspace, tiny_tokenizer
+from overton.train.tiny import train_tokenizer
+from tests.train_fixtures import documents, sample_workspace
 
 SEQ = 64
 
@@ -20,7 +21,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("loader")
     workspace = sample_workspace(root / "ws")
     version = Version.open(workspace.datasets / "overton")
-    tokenizer = tiny_tokenizer(root / "tokenizer", [d["text"] for d in documents(version)])
+    tokenizer = train_tokenizer(root / "tokenizer", [d["text"] for d in documents(version)])
     return workspace, version, Tokenizer(str(tokenizer)), root / "cache"
 
 

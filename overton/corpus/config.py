@@ -198,6 +198,61 @@ class CrawlConfig(_Section):
     web: WebConfig = WebConfig()
 
 
+_DAY = r"^(\d{4}-\d{2}-\d{2})?$"
+
+
+class TrainBudgetConfig(_Section):
+    """The hardware ``overton train --dry-run`` plans for (``overton.train.budget``)."""
+
+    gpu: str = "A100-40GB"
+    gpus: int = Field(1, ge=1)
+    mfu: float = Field(0.40, gt=0, le=1)
+    price_per_gpu_hour: float = Field(0.0, ge=0)
+    currency: str = "EUR"
+    lora_rank: int = Field(8, ge=1)
+
+
+class TrainConfig(_Section):
+    """``overton train``: every key is explained in :data:`TEMPLATE`."""
+
+    dataset: str = ""
+    tokenizer: str = ""
+    model: str = ""
+    from_config: str = ""
+    output: str = "train"
+    seq_len: int = Field(1024, gt=1)
+    micro_batch: int = Field(1, ge=1)
+    global_batch: int = Field(8, ge=1)
+    steps: int = Field(1000, ge=1)
+    lr: float = Field(1e-5, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    clip: float = Field(1.0, gt=0)
+    precision: str = Field("auto", pattern=r"^(auto|bf16|fp32)$")
+    activation_checkpointing: bool = False
+    seed: int = 0
+    follow: bool = False
+    loader_workers: int = Field(0, ge=0)
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(200, ge=0)
+    eval_batches: int = Field(50, ge=0)
+    save_every: int = Field(500, ge=1)
+    keep: int = Field(2, ge=2)
+    tensorboard: bool = False
+    peak_tflops: float = Field(0.0, ge=0)
+    sources: list[str] = []
+    since: str = Field("", pattern=_DAY)
+    until: str = Field("", pattern=_DAY)
+    speakers: list[str] = []
+    weights: dict[str, float] = {}
+    eval_fraction: float = Field(0.0, ge=0, lt=1)
+    eval_since: str = Field("", pattern=_DAY)
+    budget: TrainBudgetConfig = TrainBudgetConfig()
+
+
 class Config(_Section):
     dataset: DatasetConfig = DatasetConfig()
     shards: ShardConfig = ShardConfig()
@@ -209,6 +264,7 @@ class Config(_Section):
     near_dedup: NearDedupConfig = NearDedupConfig()
     ingest: IngestConfig = IngestConfig()
     crawl: CrawlConfig = CrawlConfig()
+    train: TrainConfig = TrainConfig()
 
 
 TEMPLATE = """\
@@ -400,6 +456,84 @@ max_items = 0
 # max_pages = 1000
 # license = "LicenseRef-not-licensed"
 sites = []
+
+[train]
+# `overton train`: fine-tune a GPT-J model on a dataset version, resumable after any stop.
+# Dataset to train on: a dataset folder (its latest version), a version folder or an fsspec URL
+# (s3://..., gs://...); "" is this workspace's dataset.
+dataset = ""
+# Tokenizer: a local folder with tokenizer.json (or, on a connected machine, a hub name such as
+# "EleutherAI/gpt-j-6b"). Required.
+tokenizer = ""
+# Model to fine-tune: a local folder saved by save_pretrained (fr-boris, gpt-j-6b) or a hub name;
+# or leave it "" and give from_config, a GPT-J config.json, to train a new model from scratch.
+model = ""
+from_config = ""
+# Where checkpoints, metrics, the loss curve and the final model go (relative to the workspace).
+output = "train"
+# Tokens per sequence; sequences per device per forward pass; sequences per optimizer step over
+# all devices (a multiple of micro_batch x devices: the rest is gradient accumulation). Keep
+# global_batch when you resume on another number of devices: the data order is defined by it.
+seq_len = 1024
+micro_batch = 1
+global_batch = 8
+# Optimizer steps of the whole run.
+steps = 1000
+# AdamW: peak learning rate after a linear warmup, then cosine decay down to lr x min_lr_ratio.
+lr = 1e-5
+min_lr_ratio = 0.1
+warmup_steps = 100
+weight_decay = 0.0
+adam_beta1 = 0.9
+adam_beta2 = 0.95
+# Gradient clipping (global L2 norm).
+clip = 1.0
+# "auto": bf16 autocast on a GPU that supports it, fp32 elsewhere; or "bf16", "fp32".
+precision = "auto"
+# Recompute activations in the backward pass: less memory, about a third more compute.
+activation_checkpointing = false
+# Seed of the model initialisation (from model_config) and of the data order.
+seed = 0
+# When the data is exhausted, wait for newer dataset versions and train on what they add.
+follow = false
+# DataLoader worker processes per device (0: read in the training process).
+loader_workers = 0
+# Log every this many steps (console, metrics.jsonl, TensorBoard when enabled).
+log_every = 10
+# Evaluate every this many steps (0: never) on at most eval_batches micro-batches (0: all).
+eval_every = 200
+eval_batches = 50
+# Save a checkpoint every this many steps; keep the newest `keep` (at least 2).
+save_every = 500
+keep = 2
+# Also write TensorBoard logs to <output>/tensorboard (needs the tensorboard package).
+tensorboard = false
+# Peak FLOP/s of one device in TFLOP/s for the MFU figure; 0: known for A100, H100 and H200, and
+# not reported on other devices.
+peak_tflops = 0.0
+# Documents to train on: sources (empty: all), published on or after `since` and before `until`
+# ("YYYY-MM-DD", "" for no bound), with one of these speakers (empty: any).
+sources = []
+since = ""
+until = ""
+speakers = []
+# How often each source counts per epoch, e.g. { vie-publique = 2.0, questions = 0.5 }.
+weights = {}
+# Held-out evaluation documents: this share of documents (by a hash of their id), and/or every
+# document published on or after eval_since ("unseen recent speeches").
+eval_fraction = 0.0
+eval_since = ""
+
+[train.budget]
+# What `overton train --dry-run` plans for: the GPU (A100-40GB, A100-80GB, H100-80GB, H200-141GB),
+# how many, the MFU to assume (replace it with the one training logs), and the price per GPU-hour
+# (0: no cost shown).
+gpu = "A100-40GB"
+gpus = 1
+mfu = 0.4
+price_per_gpu_hour = 0.0
+currency = "EUR"
+lora_rank = 8
 """
 
 

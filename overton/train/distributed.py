@@ -1,0 +1,71 @@
+"""One process or many under ``torchrun``: rank, world, device, and the few collectives training needs.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them this is rank 0 of 1 and no
+process group is created, so ``python -m overton train`` and ``overton train`` work as they are.
+The backend is NCCL on GPUs and gloo on CPUs (the tests run two gloo processes on one machine).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @classmethod
+    def start(cls) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world, local_rank, device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, value: float | torch.Tensor) -> float:
+        """The mean of ``value`` over the ranks."""
+        tensor = torch.as_tensor(value, dtype=torch.float64, device=self.device).clone()
+        if self.world > 1:
+            dist.all_reduce(tensor)
+            tensor /= self.world
+        return float(tensor)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on one of them (a stop signal reaching one rank stops all)."""
+        tensor = torch.tensor(int(flag), device=self.device)
+        if self.world > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor)
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a path, a decision, an error message)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]

@@ -1,0 +1,73 @@
+"""The GPT-J model: loaded from a local folder (or a hub name), or built new from a config; exported at the end.
+
+Training keeps fp32 parameters (bf16 only inside autocast), so checkpoints hold fp32 weights and fp32
+AdamW moments: 12 bytes per parameter, ``budget.FP32_PARAMS``. The export is what users load with
+``AutoModelForCausalLM.from_pretrained``: the weights in bf16 when the run trained in bf16 (half the
+size, the precision it was trained in), with the tokenizer beside them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import torch
+
+from overton.corpus.atomic import fsync_dir
+from overton.corpus.errors import UserError
+
+
+def load_model(name_or_path: str, config_file: str, seed: int, vocab_size: int):
+    """``GPTJForCausalLM`` from a pretrained folder/name, or new from a GPT-J ``config.json`` (seeded init)."""
+    from transformers import GPTJConfig, GPTJForCausalLM
+
+    if name_or_path:
+        try:
+            config = GPTJConfig.from_pretrained(name_or_path)
+        except OSError as error:
+            raise UserError(f"model {name_or_path}: {error}") from None
+    elif config_file:
+        if not Path(config_file).is_file():
+            raise UserError(f"from_config {config_file}: no such file")
+        config = GPTJConfig.from_json_file(config_file)
+    else:
+        raise UserError("set [train] model (a pretrained folder) or from_config (a GPT-J config.json)")
+    if config.model_type != "gptj":
+        raise UserError(f"{name_or_path or config_file}: a {config.model_type} model; overton trains GPT-J models")
+    if vocab_size > config.vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} tokens, more than the model's vocab_size {config.vocab_size}")
+    torch.manual_seed(seed)
+    if name_or_path:
+        return GPTJForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+    return GPTJForCausalLM(config)
+
+
+def export_bytes(model, dtype: torch.dtype) -> int:
+    """Size of the export: every parameter and buffer saved in ``dtype``."""
+    size = torch.empty((), dtype=dtype).element_size()
+    return sum(t.numel() for t in model.state_dict().values()) * size
+
+
+def export(model, folder: Path, dtype: torch.dtype, tokenizer: str) -> Path:
+    """``save_pretrained`` into a temporary folder with the tokenizer, fsync, then swap it in for ``folder``."""
+    from transformers import AutoTokenizer
+
+    tag = secrets.token_hex(4)
+    tmp, old = (folder.with_name(f".tmp-{folder.name}-{kind}-{tag}") for kind in ("new", "old"))
+    state = {name: tensor.detach().to(dtype) for name, tensor in model.state_dict().items()}
+    model.save_pretrained(tmp, state_dict=state)
+    config = tmp / "config.json"
+    config.write_text(config.read_text().replace('"dtype": "float32"', f'"dtype": "{str(dtype).split(".")[-1]}"'))
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(tmp)
+    for path in tmp.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    fsync_dir(tmp)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder

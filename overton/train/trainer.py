@@ -1,0 +1,377 @@
+"""``overton train``: GPT-J causal-LM training that any stop can interrupt and the same command resumes.
+
+One optimizer step takes ``global_batch`` sequences of the loader's global stream: each of the ``W``
+processes (``torchrun``; DDP) takes ``global_batch / W`` of them in micro-batches, accumulating gradients
+(DDP synchronises on the last micro-batch only). Gradients are clipped by their global norm; AdamW's
+learning rate warms up linearly, then decays along a cosine to ``lr * min_lr_ratio`` at the last step.
+Parameters stay fp32; with ``precision = "bf16"`` (the default on GPUs that have it) the forward and
+backward passes run under bf16 autocast.
+
+What makes it resumable:
+
+* a checkpoint (``overton.train.checkpoint``: atomic, committed by a marker, rotated) holds the model,
+  AdamW and scheduler states, each rank's RNG states and the loader's state: the step (the position in
+  the global stream is ``step * global_batch``) and the dataset segments read so far. Same command after
+  a crash, a kill or a preemption: the newest committed checkpoint is loaded and the run goes on with the
+  sequences an uninterrupted run would have seen next, on any number of processes with the same global batch;
+* SIGTERM (what preemptible machines get before they stop) and SIGINT finish the current step, save a
+  checkpoint and exit 0; every rank stops at the same step (the flag is reduced over ranks each step);
+* the disk is checked before the first step (``K + 1`` checkpoints and the export must fit) and before
+  each save, so a run refuses to start, with one line, instead of dying at 20 % with nothing to resume.
+
+At the end the model is exported with ``save_pretrained`` (bf16 when trained in bf16) with its tokenizer,
+and ``loss.png`` is drawn from ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from overton.corpus.config import TrainConfig
+from overton.corpus.errors import UserError
+from overton.corpus.workspace import Workspace
+from overton.train.budget import GPUS, ModelShape, flops_per_token
+from overton.train.checkpoint import CheckpointManager, estimate_checkpoint_bytes
+from overton.train.data import SequenceDataset
+from overton.train.distributed import Distributed
+from overton.train.loader import Layout, PackedStream, Tokenizer, eval_batches
+from overton.train.metrics import Metrics, plot_loss
+from overton.train.model import export, export_bytes, load_model
+from overton.train.sources import Sources, selection
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate multiplier of optimizer step ``step`` (0-based): linear warmup, then cosine decay."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def peak_flops(settings: TrainConfig, device: torch.device) -> float | None:
+    """Peak bf16 FLOP/s of one device: the setting, else the catalogue's for A100, H100, H200; None otherwise."""
+    if settings.peak_tflops:
+        return settings.peak_tflops * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device).upper()
+    big = torch.cuda.get_device_properties(device).total_memory > 60 * 2**30
+    for key, card in (("H200", "H200-141GB"), ("H100", "H100-80GB"), ("A100", "A100-80GB" if big else "A100-40GB")):
+        if key in name:
+            return GPUS[card].peak_flops
+    return None
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _ignore_interrupts(_worker: int) -> None:
+    """Loader workers ignore Ctrl-C: the training process finishes its step (it needs their batches) and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: int  # optimizer steps done
+    last_step: int
+    stopped_by: str | None  # the signal's name when a signal stopped the run
+    resumed_from: int | None
+    export: Path | None
+    loss: float | None  # the last logged training loss
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class Run:
+    """One training process (a rank); ``run()`` trains from the latest committed checkpoint to the end."""
+
+    def __init__(self, workspace: Workspace, settings: TrainConfig, progress: bool = True):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self.settings, self.progress = settings, progress
+        self.paths = Sources.resolve(workspace, settings)
+        self.dist = Distributed.start()
+        s, d = settings, self.dist
+        per_step = s.micro_batch * d.world
+        if s.global_batch % per_step:
+            raise UserError(f"[train] global_batch {s.global_batch} must be a multiple of micro_batch x processes "
+                            f"= {s.micro_batch} x {d.world}")
+        self.layout = Layout(d.world, d.rank, s.micro_batch, s.global_batch // per_step)
+        self.tokenizer = Tokenizer(self.paths.tokenizer)
+        self.cache = self.paths.output / "cache"
+        self.make_stream = functools.partial(PackedStream, self.paths.dataset, self.tokenizer, s.seq_len, s.seed,
+                                             self.cache, selection(s), epochs=None, follow=s.follow)
+        count = self._on_main(lambda: self.make_stream().count())  # rank 0 builds the token index first
+        self.stream = self.make_stream()
+        self.last_step = s.steps if count is None else min(s.steps, count // s.global_batch)
+        if self.last_step == 0:
+            raise UserError(f"the selected data holds {count} sequences of {s.seq_len} tokens, fewer than one "
+                            f"global batch of {s.global_batch}")
+        self.bf16 = s.precision == "bf16" or (s.precision == "auto" and d.device.type == "cuda"
+                                              and torch.cuda.is_bf16_supported())
+        model = load_model(self.paths.model, self.paths.from_config, s.seed, self.tokenizer.backend.get_vocab_size())
+        if s.seq_len > model.config.n_positions:
+            raise UserError(f"[train] seq_len {s.seq_len} is longer than the model's {model.config.n_positions} "
+                            "positions")
+        if s.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        self.model = model.to(d.device)
+        self.flops_per_token = flops_per_token(ModelShape.from_gptj_config(model.config.to_dict()), s.seq_len)
+        self.peak = peak_flops(s, d.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, betas=(s.adam_beta1, s.adam_beta2),
+                                           weight_decay=s.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, functools.partial(lr_factor, warmup=s.warmup_steps, total=self.last_step,
+                                              min_ratio=s.min_lr_ratio))
+        self.manager = CheckpointManager(self.paths.checkpoints, keep=s.keep)
+        self.checkpoint_bytes = estimate_checkpoint_bytes(self.model)
+        self.export_bytes = export_bytes(self.model, self.export_dtype)
+
+    @property
+    def export_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    def _on_main(self, function):
+        """``function()`` on rank 0 only; its result is shared with every rank, its UserError raised on all."""
+        result, error = None, None
+        if self.dist.main:
+            try:
+                result = function()
+            except UserError as exc:
+                error = str(exc)
+        result, error = self.dist.share((result, error))
+        if error:
+            raise UserError(error)
+        return result
+
+    # ---------------------------------------------------------------------------- checkpoints
+
+    def _meta(self, step: int) -> dict[str, Any]:
+        s = self.settings
+        self.stream.locate(max(0, step * s.global_batch - 1))  # the segments up to the position (follow)
+        return {"step": step, "position": step * s.global_batch, "global_batch": s.global_batch,
+                "seq_len": s.seq_len, "seed": s.seed, "dataset": self.paths.dataset,
+                "tokenizer": self.tokenizer.fingerprint, "segments": self.stream.state_segments(),
+                "processes": self.dist.world}
+
+    def save(self, step: int) -> Path:
+        def begin() -> str:
+            self.manager.preflight(self.checkpoint_bytes, self.export_bytes)
+            return str(self.manager.begin(step))
+
+        tmp = Path(self._on_main(begin))
+        torch.save(_rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")
+        if self.dist.main:
+            torch.save(self.unwrapped.state_dict(), tmp / "model.pt")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        self.dist.barrier()
+        return Path(self._on_main(lambda: str(self.manager.commit(tmp, step, self._meta(step)))))
+
+    def resume(self) -> int | None:
+        """Load the newest committed checkpoint; its step, or None on a fresh start."""
+        def find() -> str | None:
+            removed = self.manager.clean_stale()
+            for path, reason in self.manager.broken():
+                print(f"skipping checkpoint {path.name}: {reason}")
+            if removed:
+                print(f"removed {len(removed)} unfinished checkpoint folder(s) of an interrupted save")
+            latest = self.manager.latest()
+            return str(latest) if latest else None
+
+        found = self._on_main(find)
+        if found is None:
+            return None
+        path = Path(found)
+        meta = next(c.meta for c in self.manager.committed() if c.path == path)
+        s = self.settings
+        for key, now in (("global_batch", s.global_batch), ("seq_len", s.seq_len), ("seed", s.seed),
+                         ("tokenizer", self.tokenizer.fingerprint)):
+            if meta[key] != now:
+                raise UserError(f"{path}: the checkpoint was trained with {key} {meta[key]}, the settings say {now}; "
+                                "resuming needs the same value (or another [train] output for a new run)")
+        load = functools.partial(torch.load, map_location=self.dist.device, weights_only=True)
+        self.unwrapped.load_state_dict(load(path / "model.pt"))
+        self.optimizer.load_state_dict(load(path / "optimizer.pt"))
+        self.scheduler.load_state_dict(load(path / "scheduler.pt"))
+        rng = path / f"rng-rank{self.dist.rank}.pt"
+        if rng.is_file():
+            _set_rng_state(torch.load(rng, weights_only=True))
+        else:  # a rank the saving run did not have (elastic resume)
+            torch.manual_seed(s.seed + 1000 * self.dist.rank + meta["step"])
+        self.stream = PackedStream(self.paths.dataset, self.tokenizer, s.seq_len, s.seed, self.cache, selection(s),
+                                   follow=s.follow, segments=meta["segments"])
+        self.make_stream = functools.partial(self.make_stream, segments=meta["segments"])
+        return int(meta["step"])
+
+    # ---------------------------------------------------------------------------- evaluation
+
+    def evaluate(self, stream: PackedStream) -> tuple[float, int]:
+        """Mean loss over the held-out sequences (at most ``eval_batches`` micro-batches per rank)."""
+        model = self.unwrapped
+        model.eval()
+        total, batches = torch.zeros((), dtype=torch.float64, device=self.dist.device), 0
+        limit = self.settings.eval_batches or None
+        with torch.no_grad(), self._autocast():
+            for batch in eval_batches(stream, self.dist.world, self.dist.rank, self.settings.micro_batch):
+                ids = torch.from_numpy(batch.astype("int64")).to(self.dist.device)
+                total += model(input_ids=ids, labels=ids).loss.double()
+                batches += 1
+                if batches == limit:
+                    break
+        model.train()
+        return self.dist.mean(total / max(batches, 1)), batches * self.settings.micro_batch * self.dist.world
+
+    def _evaluation_stream(self, metrics: Metrics) -> PackedStream | None:
+        s = self.settings
+        if not s.eval_every:
+            return None
+        if not (s.eval_fraction or s.eval_since):
+            metrics.say("no evaluation: set [train] eval_fraction or eval_since to hold documents out")
+            return None
+        stream = PackedStream(self.paths.dataset, self.tokenizer, s.seq_len, s.seed, self.cache, selection(s),
+                              evaluation=True)
+        if stream.count() < s.micro_batch * self.dist.world:
+            metrics.say(f"no evaluation: the held-out documents fill {stream.count()} sequences, fewer than "
+                        f"micro_batch x processes = {s.micro_batch * self.dist.world}")
+            return None
+        return stream
+
+    def _autocast(self):
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    # ---------------------------------------------------------------------------- training
+
+    def run(self) -> Outcome:
+        s, d = self.settings, self.dist
+        preflight = self._on_main(lambda: self.manager.preflight(self.checkpoint_bytes, self.export_bytes))
+        resumed = self.resume()
+        start = resumed or 0
+        metrics = Metrics(self.paths.output, start, self.last_step, enabled=d.main, tensorboard=s.tensorboard,
+                          progress=self.progress)
+        if preflight:
+            metrics.say(preflight.summary())
+        metrics.say(f"{'resuming at step ' + str(start) if resumed is not None else 'starting'}: "
+                    f"{self.last_step} steps of {s.global_batch} sequences x {s.seq_len} tokens; {d.world} "
+                    f"process(es) x micro-batch {s.micro_batch} x {self.layout.accumulation} accumulation; "
+                    f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}")
+        evaluation = self._evaluation_stream(metrics)
+        if d.world > 1:
+            self.model = DistributedDataParallel(self.model, device_ids=[d.device.index] if d.device.type == "cuda"
+                                                 else None)
+        loader = DataLoader(SequenceDataset(self.make_stream, self.layout, start), batch_size=None,
+                            num_workers=s.loader_workers, pin_memory=d.device.type == "cuda",
+                            worker_init_fn=_ignore_interrupts)
+        batches = iter(loader)
+        stop: dict[str, str | None] = {"signal": None}
+
+        def on_signal(number, _frame) -> None:
+            stop["signal"] = signal.Signals(number).name
+
+        previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
+        step, last_loss = start, None
+        window_loss = torch.zeros((), dtype=torch.float64, device=d.device)
+        window_steps, window_seconds = 0, 0.0
+        try:
+            self.model.train()
+            while step < self.last_step:
+                began = time.perf_counter()
+                lr = self.scheduler.get_last_lr()[0]
+                for m in range(self.layout.accumulation):
+                    _first, batch = next(batches)
+                    ids = batch.to(d.device, non_blocking=True)
+                    last = m == self.layout.accumulation - 1
+                    sync = contextlib.nullcontext() if last or d.world == 1 else self.model.no_sync()
+                    with sync:
+                        with self._autocast():
+                            loss = self.model(input_ids=ids, labels=ids).loss
+                        (loss / self.layout.accumulation).backward()
+                    window_loss += loss.detach().double() / self.layout.accumulation
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                step += 1
+                window_steps += 1
+                window_seconds += time.perf_counter() - began
+                metrics.advance()
+                if step % s.log_every == 0 or step == self.last_step:
+                    last_loss = d.mean(window_loss / window_steps)
+                    tokens = window_steps * self.layout.micro_batch * self.layout.accumulation * s.seq_len
+                    speed = tokens / window_seconds
+                    metrics.log({"step": step, "steps": self.last_step, "loss": last_loss, "lr": lr,
+                                 "grad_norm": float(grad_norm), "tokens_per_s_per_device": speed,
+                                 "mfu": None if self.peak is None else speed * self.flops_per_token / self.peak,
+                                 "sequences": step * s.global_batch})
+                    window_loss.zero_()
+                    window_steps, window_seconds = 0, 0.0
+                if evaluation and (step % s.eval_every == 0 or step == self.last_step):
+                    loss, sequences = self.evaluate(evaluation)
+                    metrics.log({"step": step, "eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700)),
+                                 "eval_sequences": sequences})
+                if d.any(stop["signal"] is not None):
+                    self.save(step)
+                    metrics.say(f"stopped by {stop['signal'] or 'another process'} at step {step}: checkpoint "
+                                "saved; run the same command to resume")
+                    return Outcome(step, self.last_step, stop["signal"] or "peer", resumed, None, last_loss)
+                if step % s.save_every == 0 or step == self.last_step:
+                    self.save(step)
+            exported = None
+            if d.main:
+                exported = export(self.unwrapped, self.paths.export, self.export_dtype, self.paths.tokenizer)
+                plot_loss(metrics.path, self.paths.output / "loss.png")
+                metrics.say(f"done: {step} steps; model exported to {exported}")
+            d.barrier()
+            return Outcome(step, self.last_step, None, resumed, exported, last_loss)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            metrics.close()
+            del batches
+
+    def close(self) -> None:
+        self.dist.close()
+
+
+def train(workspace: Workspace, settings: TrainConfig, progress: bool = True) -> Outcome:
+    run = Run(workspace, settings, progress)
+    try:
+        return run.run()
+    finally:
+        run.close()
