@@ -1,18 +1,18 @@
 # Two entry points, both self-contained on a fresh clone:
-#   make demo  - create .venv, install overton, build the bundled sample corpus
-#   make test  - create .venv, install overton with the dev and train extras (CPU torch), lint, run the tests
-#                and the demo
+#   make demo  - create .venv, install overton with the train extra (CPU torch), build the bundled sample
+#                corpus and train a tiny GPT-J on it
+#   make test  - the same, plus the dev extra; lint, run the tests and the demo
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
 $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet torch==2.13.0  # the small CPU build first, so '.[train]' keeps it
+	$(PY) -m pip install --quiet -e '.[train]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install --quiet torch==2.13.0  # the small CPU build first, so '.[train]' keeps it
 	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $@
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from overton.corpus.dataset import Version
 from overton.demo import sample_dir
 
@@ -17,18 +19,26 @@ def _speech_id(text: str) -> str:
     return "speeches:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
-    overton = Path(sys.executable).parent / "overton"  # the installed console script
-    done = subprocess.run([str(overton), "demo", "--workspace", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One run of the installed console script, shared by the tests below."""
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    overton = Path(sys.executable).parent / "overton"
+    done = subprocess.run([str(overton), "demo", "--workspace", str(root)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
+    return done, root
+
+
+def test_demo_builds_the_sample_with_every_planted_case_found(demo):
+    done, root = demo
     assert re.search(r"^\s+total\s+71\s+56\s+15$", done.stdout, re.MULTILINE)
     assert ("rejected by reason: empty 2, exact_duplicate 4, near_duplicate 3, not_french 5, quality_alpha_ratio 1"
             in done.stdout)
     assert "language: 5 documents not in French, 0 foreign paragraphs removed; quality: 1 documents" in done.stdout
     assert "personal data: 2 e-mail addresses and 2 phone numbers redacted in 2 documents" in done.stdout
 
-    version = Version.open(tmp_path / "demo" / "datasets" / "overton")
+    version = Version.open(root / "datasets" / "overton")
     assert version.verify() == []
     counts = version.manifest["counts"]["sources"]
     assert {s: (c["input"], c["kept"], c["rejected"]) for s, c in counts.items()} == {
@@ -80,3 +90,17 @@ def test_demo_builds_the_sample_with_every_planted_case_found(tmp_path: Path):
         assert address not in row["text"] and "<EMAIL>" in row["text"] and "<PHONE>" in row["text"]
         assert (row["pii_emails"], row["pii_phones"]) == (1, 1)
     assert all(row["language"] == "fr" for row in kept.values())
+
+
+def test_demo_ends_with_a_tiny_training_run_and_a_generated_line(demo):
+    done, root = demo
+    losses = [float(x) for x in re.findall(r"^step \d+/60: loss ([\d.]+)", done.stdout, re.MULTILINE)]
+    evals = [float(x) for x in re.findall(r"^step \d+: eval loss ([\d.]+)", done.stdout, re.MULTILINE)]
+    assert len(losses) == 3 and len(evals) == 2
+    assert losses[-1] < losses[0] - 0.5 and evals[1] < evals[0]  # it learns, and generalises to held-out text
+    assert "done: 60 steps; model exported to" in done.stdout
+    [line] = re.findall(r"^generated: (.*)$", done.stdout, re.MULTILINE)
+    assert line.startswith("Mesdames et Messieurs,") and len(line) > len("Mesdames et Messieurs,") + 20
+    train = root / "train"
+    assert (train / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (train / "checkpoints").iterdir()) == ["step-000030", "step-000060"]
