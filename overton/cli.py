@@ -154,6 +154,8 @@ def cmd_train(args) -> int:
                                                ("price_per_gpu_hour", args.price)) if value is not None}
     if overrides:
         settings = settings.model_copy(update={"budget": settings.budget.model_copy(update=overrides)})
+    if args.follow:
+        settings = settings.model_copy(update={"follow": True})
     if args.dry_run:
         from overton.train.dryrun import dry_run
 
@@ -233,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--gpu", help="dry run: A100-40GB, A100-80GB, H100-80GB or H200-141GB")
     sub.add_argument("--mfu", type=float, help="dry run: model FLOPs utilisation to assume, e.g. 0.4")
     sub.add_argument("--price", type=float, help="dry run: price per GPU-hour")
+    sub.add_argument("--follow", action="store_true", help="after [train] epochs over the dataset, wait for newer "
+                     "versions and train on what they add (as [train] follow = true)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",

@@ -206,22 +206,23 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def test_sigterm_saves_exits_0_and_resumes_exactly(base, reference, tmp_path: Path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_saves_exits_0_and_resumes_exactly(base, reference, tmp_path: Path, stop):
     ws = workspace(base, tmp_path / "ws", **RESUMABLE)
     process = start(ws)
     try:
         wait_for_checkpoint(ws, 4, process)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 0, err
-    [stopped] = re.findall(r"stopped by SIGTERM at step (\d+): checkpoint saved", out)
+    [stopped] = re.findall(rf"stopped by {stop.name} at step (\d+): checkpoint saved", out)
     assert 4 <= int(stopped) < 40
     assert committed(ws)[-1] == f"step-{int(stopped):06d}"  # saved where it stopped, not at a multiple of 4
     assert not (ws / "train" / "model").exists()
     [record] = [json.loads(p.read_text()) for p in (ws / "runs").glob("*-train.json")]
-    assert (record["status"], record["stopped_by"], record["step"]) == ("ok", "SIGTERM", int(stopped))
+    assert (record["status"], record["stopped_by"], record["step"]) == ("ok", stop.name, int(stopped))
 
     done = run(ws)
     assert done.returncode == 0, done.stderr
@@ -351,3 +352,46 @@ def _settings(ws: Path):
     from overton.corpus.workspace import Workspace
 
     return Workspace.open(ws).config().train
+
+
+# ------------------------------------------------------------------------------------------- follow
+
+
+def test_follow_waits_for_a_newer_version_and_trains_on_what_it_adds(base, tmp_path: Path):
+    import random
+
+    from overton.corpus.workspace import Workspace
+    from overton.pipelines.build import build
+    from overton.spiders.ingest import ingest
+    from tests.conftest import french_text, write_jsonl
+
+    ws = workspace(base, tmp_path / "ws", epochs=1, follow_poll_seconds=0.1, log_every=1, save_every=1000,
+                   micro_batch=2, global_batch=4)
+    first = PackedStream(str(ws / "datasets" / "overton"), Tokenizer(str(ws / "tokenizer")), 64, 0,
+                         tmp_path / "cache", selection(_settings(ws)), epochs=1).count() // 4
+    toml = (ws / "overton.toml").read_text() + f"steps = {first + 5}\n"
+    (ws / "overton.toml").write_text(toml)
+    process = subprocess.Popen([*command(ws), "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (ws / "train" / "metrics.jsonl").exists() or first not in losses(ws):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1)
+        assert process.poll() is None and max(losses(ws)) == first  # the first version is used up: it waits
+        rng = random.Random(5)
+        records = [{"id": f"n{i}", "text": french_text(rng, 300), "title": f"Nouveau {i}"} for i in range(8)]
+        ingest(Workspace.open(ws), [write_jsonl(tmp_path / "new.jsonl", records)], "nouveaux",
+               default_license="CC0-1.0")
+        build(Workspace.open(ws), jobs=1, progress=False)  # v0002
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert f"done: {first + 5} steps" in out
+    assert sorted(losses(ws)) == list(range(1, first + 6))
+    [last] = committed(ws)
+    meta = json.loads((ws / "train" / "checkpoints" / last / MARKER).read_text())["meta"]
+    assert [s["version"] for s in meta["segments"]] == ["v0001", "v0002"]

@@ -224,6 +224,7 @@ class TrainConfig(_Section):
     micro_batch: int = Field(1, ge=1)
     global_batch: int = Field(8, ge=1)
     steps: int = Field(1000, ge=1)
+    epochs: int = Field(0, ge=0)
     lr: float = Field(1e-5, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_steps: int = Field(100, ge=0)
@@ -235,6 +236,7 @@ class TrainConfig(_Section):
     activation_checkpointing: bool = False
     seed: int = 0
     follow: bool = False
+    follow_poll_seconds: float = Field(60.0, gt=0)
     loader_workers: int = Field(0, ge=0)
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(200, ge=0)
@@ -477,8 +479,10 @@ output = "train"
 seq_len = 1024
 micro_batch = 1
 global_batch = 8
-# Optimizer steps of the whole run.
+# Optimizer steps of the whole run; it ends earlier when `epochs` passes over the data are done
+# (0: the data repeats, reshuffled, until `steps`).
 steps = 1000
+epochs = 0
 # AdamW: peak learning rate after a linear warmup, then cosine decay down to lr x min_lr_ratio.
 lr = 1e-5
 min_lr_ratio = 0.1
@@ -494,8 +498,10 @@ precision = "auto"
 activation_checkpointing = false
 # Seed of the model initialisation (from model_config) and of the data order.
 seed = 0
-# When the data is exhausted, wait for newer dataset versions and train on what they add.
+# After `epochs` passes over the dataset's latest version (epochs must be 1 or more), wait for newer
+# versions and train on the documents each adds, checking every follow_poll_seconds (also `--follow`).
 follow = false
+follow_poll_seconds = 60.0
 # DataLoader worker processes per device (0: read in the training process).
 loader_workers = 0
 # Log every this many steps (console, metrics.jsonl, TensorBoard when enabled).

@@ -130,8 +130,12 @@ class Run:
         self.layout = Layout(d.world, d.rank, s.micro_batch, s.global_batch // per_step)
         self.tokenizer = Tokenizer(self.paths.tokenizer)
         self.cache = self.paths.output / "cache"
+        if s.follow and not s.epochs:
+            raise UserError("[train] follow needs epochs >= 1: the passes over the current version before "
+                            "training on what newer versions add")
         self.make_stream = functools.partial(PackedStream, self.paths.dataset, self.tokenizer, s.seq_len, s.seed,
-                                             self.cache, selection(s), epochs=None, follow=s.follow)
+                                             self.cache, selection(s), epochs=s.epochs or None, follow=s.follow,
+                                             poll_seconds=s.follow_poll_seconds)
         count = self._on_main(lambda: self.make_stream().count())  # rank 0 builds the token index first
         self.stream = self.make_stream()
         self.last_step = s.steps if count is None else min(s.steps, count // s.global_batch)
@@ -235,9 +239,8 @@ class Run:
             _set_rng_state(torch.load(rng, weights_only=True))
         else:  # a rank the saving run did not have (elastic resume)
             torch.manual_seed(s.seed + 1000 * self.dist.rank + meta["step"])
-        self.stream = PackedStream(self.paths.dataset, self.tokenizer, s.seq_len, s.seed, self.cache, selection(s),
-                                   follow=s.follow, segments=meta["segments"])
         self.make_stream = functools.partial(self.make_stream, segments=meta["segments"])
+        self.stream = self.make_stream()
         return int(meta["step"])
 
     # ---------------------------------------------------------------------------- evaluation
