@@ -161,12 +161,19 @@ def cmd_train(args) -> int:
 
         print("\n".join(dry_run(workspace, settings)))
         return EXIT_OK
-    from overton.train.trainer import train
+    from overton.train.trainer import Diverged, train
 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 keeps the lock and the run record
     lock = workspace.lock("train") if main_rank else contextlib.nullcontext()
     with lock, (RunRecord(workspace, "train") if main_rank else contextlib.nullcontext()) as record:
-        outcome = train(workspace, settings, progress=not args.quiet)
+        try:
+            outcome = train(workspace, settings, progress=not args.quiet)
+        except Diverged as exc:
+            print(f"overton: {exc}", file=sys.stderr)
+            if record:
+                record.data["error"] = str(exc)
+                record.exit_code = EXIT_PARTIAL
+            return EXIT_PARTIAL
         if record:
             record.data.update(step=outcome.step, steps=outcome.last_step, stopped_by=outcome.stopped_by,
                                resumed_from=outcome.resumed_from, loss=outcome.loss,

@@ -166,6 +166,16 @@ def test_a_run_learns_logs_evaluates_and_exports(base, tmp_path: Path):
     assert "the checkpoint was trained with global_batch 8, the settings say 4" in again.stderr
 
 
+def test_a_diverged_run_stops_without_saving(base, tmp_path: Path):
+    ws = workspace(base, tmp_path / "ws", steps=6, log_every=1, save_every=2, lr=1e6, warmup_steps=0, clip=1e9)
+    done = run(ws)
+    assert done.returncode == 1
+    [step] = re.findall(r"^overton: the loss is nan at step (\d+): training diverged, nothing saved; lower "
+                        r"\[train\] lr or raise warmup_steps, and run again", done.stderr, re.MULTILINE)
+    assert "Traceback" not in done.stderr
+    assert all(int(name[5:]) < int(step) for name in committed(ws))  # no checkpoint of the diverged weights
+
+
 def test_lr_schedule():
     assert [lr_factor(s, 4, 20, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 4, 20, 0.1) == 1.0
@@ -300,14 +310,16 @@ def test_preflight_on_a_real_small_filesystem(base, tmp_path: Path):
 # ------------------------------------------------------------------------------------------ options
 
 
-def test_activation_checkpointing_and_bf16(base, tmp_path: Path):
+def test_loader_workers_activation_checkpointing_and_bf16(base, tmp_path: Path):
     plain = workspace(base, tmp_path / "plain", steps=3, log_every=1)
+    workers = workspace(base, tmp_path / "workers", steps=3, log_every=1, loader_workers=2)
     recompute = workspace(base, tmp_path / "recompute", steps=3, log_every=1, activation_checkpointing=True)
     bf16 = workspace(base, tmp_path / "bf16", steps=3, log_every=1, precision="bf16")
-    for ws in (plain, recompute, bf16):
+    for ws in (plain, workers, recompute, bf16):
         done = run(ws)
         assert done.returncode == 0, done.stderr
     a, b, c = losses(plain), losses(recompute), losses(bf16)
+    assert losses(workers) == a  # two reading processes hand over the same batches in the same order
     assert all(b[s] == pytest.approx(a[s], rel=1e-6) for s in a)  # recomputation changes memory, not results
     assert all(c[s] == pytest.approx(a[s], rel=0.02) and c[s] != a[s] for s in a)  # bf16 autocast: close, not equal
     assert "bf16 on cpu" in done.stdout

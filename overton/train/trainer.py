@@ -93,6 +93,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite: ``overton train`` exits 1 with this message and saves nothing."""
+
+
 def _ignore_interrupts(_worker: int) -> None:
     """Loader workers ignore Ctrl-C: the training process finishes its step (it needs their batches) and saves."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -261,6 +265,14 @@ class Run:
         model.train()
         return self.dist.mean(total / max(batches, 1)), batches * self.settings.micro_batch * self.dist.world
 
+    def _refuse_diverged(self, loss: float, step: int) -> None:
+        """Stop, saving nothing, when the loss is NaN or infinite: a checkpoint of diverged weights is worthless."""
+        if not math.isfinite(loss):
+            latest = self.manager.latest()
+            where = f"run again: it resumes from {latest}" if latest else "run again"
+            raise Diverged(f"the loss is {loss} at step {step}: training diverged, nothing saved; lower [train] lr "
+                           f"or raise warmup_steps, and {where}")
+
     def _evaluation_stream(self, metrics: Metrics) -> PackedStream | None:
         s = self.settings
         if not s.eval_every:
@@ -336,6 +348,7 @@ class Run:
                 metrics.advance()
                 if step % s.log_every == 0 or step == self.last_step:
                     last_loss = d.mean(window_loss / window_steps)
+                    self._refuse_diverged(last_loss, step)
                     tokens = window_steps * self.layout.micro_batch * self.layout.accumulation * s.seq_len
                     speed = tokens / window_seconds
                     metrics.log({"step": step, "steps": self.last_step, "loss": last_loss, "lr": lr,
@@ -354,6 +367,7 @@ class Run:
                                 "saved; run the same command to resume")
                     return Outcome(step, self.last_step, stop["signal"] or "peer", resumed, None, last_loss)
                 if step % s.save_every == 0 or step == self.last_step:
+                    self._refuse_diverged(d.mean(window_loss), step)
                     self.save(step)
             exported = None
             if d.main:
