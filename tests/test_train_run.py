@@ -176,6 +176,22 @@ def test_a_diverged_run_stops_without_saving(base, tmp_path: Path):
     assert all(int(name[5:]) < int(step) for name in committed(ws))  # no checkpoint of the diverged weights
 
 
+@pytest.mark.parametrize(("train", "message"), [
+    ({"tokenizer": "/no/such/tokenizer"}, "tokenizer /no/such/tokenizer: no such folder or tokenizer.json file"),
+    ({"tokenizer": ""}, "set [train] tokenizer"),
+    ({"from_config": ""}, "set [train] model (a pretrained folder) or from_config (a GPT-J config.json)"),
+    ({"global_batch": 5, "micro_batch": 2}, "[train] global_batch 5 must be a multiple of micro_batch x processes"),
+    ({"seq_len": 512}, "[train] seq_len 512 is longer than the model's 256 positions"),
+    ({"follow": True}, "[train] follow needs epochs >= 1"),
+    ({"dataset": "elsewhere"}, "/ws/elsewhere: no such dataset folder"),
+])
+def test_mistakes_are_one_line(base, tmp_path: Path, capsys, train, message):
+    ws = workspace(base, tmp_path / "ws", **train)
+    assert main(["train", "-w", str(ws)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("overton: error: ") and message in error and error.count("\n") == 1, error
+
+
 def test_lr_schedule():
     assert [lr_factor(s, 4, 20, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 4, 20, 0.1) == 1.0
@@ -216,7 +232,7 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_sigint_saves_exits_0_and_resumes_exactly(base, reference, tmp_path: Path, stop):
     ws = workspace(base, tmp_path / "ws", **RESUMABLE)
     process = start(ws)

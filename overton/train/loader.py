@@ -68,10 +68,16 @@ class Tokenizer:
         if file.is_file():
             self.backend = HfTokenizer.from_file(str(file))
             eos = self._eos_from_config(path if path.is_dir() else path.parent)
+        elif path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
+            raise UserError(f"tokenizer {name_or_path}: no such folder or tokenizer.json file")
         else:
             from transformers import AutoTokenizer
 
-            loaded = AutoTokenizer.from_pretrained(name_or_path)
+            try:
+                loaded = AutoTokenizer.from_pretrained(name_or_path)
+            except (OSError, ValueError) as error:
+                raise UserError(f"tokenizer {name_or_path}: no tokenizer.json there, and not loadable by name "
+                                f"({str(error).splitlines()[0]})") from None
             self.backend, eos = loaded.backend_tokenizer, loaded.eos_token
         self.eos_id = self.backend.token_to_id(eos or "<|endoftext|>")
         if self.eos_id is None:
@@ -124,7 +130,11 @@ def open_versions(url: str) -> list[VersionRef]:
         return [VersionRef(url.rstrip("/"), manifest["version"], tuple(f for f in manifest["files"]
                                                                          if f["kind"] == "data"))]
     versions = []
-    for child in sorted(fs.ls(root, detail=False)):
+    try:
+        children = sorted(fs.ls(root, detail=False))
+    except FileNotFoundError:
+        raise UserError(f"{url}: no such dataset folder") from None
+    for child in children:
         name = child.rstrip("/").rsplit("/", 1)[-1]
         if _VERSION.match(name) and (manifest := _manifest(fs, f"{root}/{name}")) is not None:
             versions.append(VersionRef(f"{url.rstrip('/')}/{name}", name,

@@ -44,7 +44,9 @@ class Sources:
         if not settings.tokenizer:
             raise UserError("set [train] tokenizer: a tokenizer folder (or a hub name on a connected machine)")
         dataset = settings.dataset or str(workspace.dataset_dir(workspace.config().dataset.name))
-        return cls(dataset=_local(workspace, dataset) if settings.dataset else dataset,
+        if "://" not in dataset:  # a dataset path is relative to the workspace, whether it exists yet or not
+            dataset = str(workspace.root / dataset)
+        return cls(dataset=dataset,
                    tokenizer=_local(workspace, settings.tokenizer),
                    model=_local(workspace, settings.model) if settings.model else "",
                    from_config=str(workspace.root / settings.from_config) if settings.from_config else "",
