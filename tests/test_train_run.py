@@ -68,17 +68,22 @@ def run(ws: Path, processes: int = 1) -> subprocess.CompletedProcess:
     return subprocess.run(command(ws, processes), capture_output=True, text=True, timeout=600)
 
 
-def start(ws: Path) -> subprocess.Popen:
-    return subprocess.Popen(command(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_checkpoint(ws: Path, step: int, process: subprocess.Popen) -> None:
+def interrupted(base: Path, where: Path, step: int, stop: signal.Signals) -> tuple[Path, int, str, str]:
+    """A resumable run sent ``stop`` once its checkpoint of ``step`` is committed: (workspace, exit, out, err)."""
+    ws = workspace(base, where, **RESUMABLE)
     marker = ws / "train" / "checkpoints" / f"step-{step:06d}" / MARKER
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    process = subprocess.Popen(command(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(stop)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return ws, process.returncode, out, err
 
 
 def metrics(ws: Path) -> list[dict]:
@@ -204,15 +209,8 @@ def test_lr_schedule():
 
 
 def test_sigkill_then_the_same_command_ends_with_identical_weights(base, reference, tmp_path: Path):
-    ws = workspace(base, tmp_path / "ws", **RESUMABLE)
-    process = start(ws)
-    try:
-        wait_for_checkpoint(ws, 8, process)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == -signal.SIGKILL
+    ws, returncode, _, _ = interrupted(base, tmp_path / "ws", 8, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
     assert not (ws / "train" / "model").exists()  # killed long before the end
     older, newest = committed(ws)[-2:]
     # what a kill during the next save leaves, and a newest checkpoint damaged after its commit
@@ -234,15 +232,8 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_sigint_saves_exits_0_and_resumes_exactly(base, reference, tmp_path: Path, stop):
-    ws = workspace(base, tmp_path / "ws", **RESUMABLE)
-    process = start(ws)
-    try:
-        wait_for_checkpoint(ws, 4, process)
-        process.send_signal(stop)
-        out, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 0, err
+    ws, returncode, out, err = interrupted(base, tmp_path / "ws", 4, stop)
+    assert returncode == 0, err
     [stopped] = re.findall(rf"stopped by {stop.name} at step (\d+): checkpoint saved", out)
     assert 4 <= int(stopped) < 40
     assert committed(ws)[-1] == f"step-{int(stopped):06d}"  # saved where it stopped, not at a multiple of 4
@@ -259,15 +250,8 @@ def test_sigterm_or_sigint_saves_exits_0_and_resumes_exactly(base, reference, tm
 
 
 def test_elastic_resume_from_one_process_to_two_under_torchrun(base, reference, tmp_path: Path):
-    ws = workspace(base, tmp_path / "ws", **RESUMABLE)
-    process = start(ws)
-    try:
-        wait_for_checkpoint(ws, 4, process)
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 0
+    ws, returncode, _, err = interrupted(base, tmp_path / "ws", 4, signal.SIGTERM)
+    assert returncode == 0, err
     stopped = int(committed(ws)[-1][5:])
 
     done = run(ws, processes=2)
