@@ -41,11 +41,27 @@ def test_the_stream_is_deterministic_and_reshuffled_per_epoch(corpus):
     assert all(len(a.sequence(g)) == SEQ for g in range(0, per_epoch, 5))
 
 
+def test_a_seek_tokenizes_only_the_documents_it_needs(corpus, monkeypatch):
+    from overton.train.loader import _Unit
+
+    monkeypatch.setattr(_Unit, "CHUNK", 2)  # the sample's row groups hold about 20 documents
+    s = stream(corpus)
+    epoch = s._epoch(0, 0)
+    middle = epoch.sequences // 2
+    expected = stream(corpus).sequence(middle)  # another stream, so nothing is shared
+    assert np.array_equal(s.sequence(middle), expected)
+    [unit] = s._units.values()
+    assert len(unit.texts) > 3 * unit.CHUNK  # a row group of many documents...
+    assert 1 <= len(unit.chunks) <= 2  # ...of which one or two chunks were tokenized
+
+
 def test_one_epoch_decodes_back_to_every_document_once(corpus):
     _, version, tokenizer, _ = corpus
     s = stream(corpus)
     epoch = s._epoch(0, 0)
-    tokens = np.concatenate([epoch.unit_tokens(u) for u in range(len(epoch.units))])
+    eos = tokenizer.eos_id
+    tokens = np.array([t for u in range(len(epoch.units))  # each row group's documents tokenized in one call
+                       for ids in tokenizer.encode(epoch.unit(u).texts.to_pylist()) for t in (*ids, eos)])
     assert len(tokens) == epoch.cumulative[-1] and epoch.sequences == len(tokens) // SEQ
     packed = np.concatenate([s.sequence(g) for g in range(epoch.sequences)])
     assert np.array_equal(packed, tokens[: epoch.sequences * SEQ])  # sequences are the stream, cut
@@ -84,14 +100,14 @@ def test_resuming_at_a_step_reads_only_what_it_needs_and_continues_exactly(corpu
     expected = [next(uninterrupted) for _ in range(40)]
     resumed_stream = stream(corpus)
     reads = []
-    original = type(resumed_stream._epoch(0, 0)).unit_tokens
+    original = type(resumed_stream._epoch(0, 0)).unit
 
     def counting(self, u):
-        if (id(self), u) not in self.stream._unit_cache:
+        if (id(self), u) not in self.stream._units:
             reads.append(u)
         return original(self, u)
 
-    monkeypatch.setattr(type(resumed_stream._epoch(0, 0)), "unit_tokens", counting)
+    monkeypatch.setattr(type(resumed_stream._epoch(0, 0)), "unit", counting)
     resumed = micro_batches(resumed_stream, layout, first_step=6)
     first_g, first_batch = next(resumed)
     assert first_g == 24 and np.array_equal(first_batch, expected[12][1])
@@ -117,15 +133,15 @@ def test_filters_weights_and_a_held_out_split(corpus):
     selection = Selection(eval_fraction=0.2)
     train = stream(corpus, selection=selection)._epoch(0, 0)
     held = stream(corpus, selection=selection, evaluation=True)._epoch(0, 0)
-    train_rows = {(f, g, r) for f, g, rows in train.units for r in rows.tolist()}
-    held_rows = {(f, g, r) for f, g, rows in held.units for r in rows.tolist()}
+    train_rows = {(f, g, r) for f, g, rows, _ in train.units for r in rows.tolist()}
+    held_rows = {(f, g, r) for f, g, rows, _ in held.units for r in rows.tolist()}
     assert not train_rows & held_rows and len(held_rows) + len(train_rows) == len(docs)
     assert 0.1 * len(docs) < len(held_rows) < 0.3 * len(docs)
 
     recent = Selection(eval_since=date(2022, 1, 1))
     recent_docs = [d for d in docs if d["published_at"] and d["published_at"].date() >= date(2022, 1, 1)]
     held_recent = stream(corpus, selection=recent, evaluation=True)._epoch(0, 0)
-    assert sum(len(rows) for _, _, rows in held_recent.units) == len(recent_docs) > 0
+    assert sum(len(rows) for _, _, rows, _ in held_recent.units) == len(recent_docs) > 0
     batches = list(eval_batches(stream(corpus, selection=selection, evaluation=True), world=2, rank=1,
                                 micro_batch=2))
     assert batches and all(b.shape == (2, SEQ) for b in batches)

@@ -93,7 +93,8 @@ class Tokenizer:
         return None
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self.backend.encode_batch(texts, add_special_tokens=False)]
+        """Token ids of each text (``encode_batch_fast``: the same ids, without the offsets we never use)."""
+        return [encoding.ids for encoding in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         return self.backend.decode(ids, skip_special_tokens=False)
@@ -266,7 +267,7 @@ class PackedStream:
             first = versions[-1]
             self.segments = [Segment(first.name, [f["path"] for f in first.files], 1 if evaluation else epochs)]
         self._epochs: dict[tuple[int, int], _Epoch] = {}
-        self._unit_cache: dict[tuple[int, int, int], np.ndarray] = {}
+        self._units: dict[tuple[int, int], _Unit] = {}  # the row groups being read: at most two
 
     def state_segments(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.segments]
@@ -356,8 +357,7 @@ class _Epoch:
         units = sorted({(int(f), int(g)) for f, g in zip(files, groups, strict=True)})
         rng = np.random.default_rng([stream.seed, segment, epoch, int(stream.evaluation)])
         order = rng.permutation(len(units))
-        self.units: list[tuple[int, int, np.ndarray]] = []  # (file, row group, rows in order, repeated)
-        sizes = []
+        self.units: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # file, row group, rows, their tokens
         position = {unit: i for i, unit in enumerate(units)}
         members: dict[int, list[int]] = {}
         for i in np.flatnonzero(times > 0).tolist():
@@ -367,24 +367,22 @@ class _Epoch:
             docs = np.repeat(listed, times[listed])
             unit_rng = np.random.default_rng([stream.seed, segment, epoch, int(stream.evaluation), u])
             docs = docs[unit_rng.permutation(len(docs))]
-            self.units.append((units[u][0], units[u][1], rows[docs]))
-            sizes.append(int(tokens[docs].sum()))
-        self.cumulative = np.cumsum(sizes, dtype=np.int64)
-        total = int(self.cumulative[-1]) if sizes else 0
+            self.units.append((units[u][0], units[u][1], rows[docs], tokens[docs]))
+        self.cumulative = np.cumsum([int(unit[3].sum()) for unit in self.units], dtype=np.int64)
+        total = int(self.cumulative[-1]) if self.units else 0
         self.sequences = total // stream.seq_len
 
-    def unit_tokens(self, u: int) -> np.ndarray:
-        cache = self.stream._unit_cache
+    def unit(self, u: int) -> _Unit:
+        """Row group ``u`` of the epoch order, its text read once; the stream keeps the last two."""
+        cache = self.stream._units
         key = (id(self), u)
         if key not in cache:
-            file, group, rows = self.units[u]
+            file, group, rows, counts = self.units[u]
             with self.version.open(self.entries[file]) as handle:
                 texts = pq.ParquetFile(handle).read_row_group(group, columns=["text"]).column("text")
-            chosen = texts.take(pa.array(rows, pa.int64())).to_pylist() if len(rows) else []
-            eos = self.stream.tokenizer.eos_id
-            ids = [token for doc in self.stream.tokenizer.encode(chosen) for token in (*doc, eos)]
-            cache.clear()  # one unit at a time: the most a reader holds is one row group
-            cache[key] = np.array(ids, np.int32)
+            while len(cache) >= 2:
+                del cache[next(iter(cache))]
+            cache[key] = _Unit(texts.take(pa.array(rows, pa.int64())), counts, self.stream.tokenizer)
         return cache[key]
 
     def sequence(self, j: int) -> np.ndarray:
@@ -394,12 +392,46 @@ class _Epoch:
         out = []
         while start < end:
             first = int(self.cumulative[u - 1]) if u else 0
-            tokens = self.unit_tokens(u)
-            piece = tokens[start - first: end - first]
-            out.append(piece)
-            start += len(piece)
+            stop = min(end, int(self.cumulative[u]))
+            if stop > start:
+                out.append(self.unit(u).tokens(start - first, stop - first))
+                start = stop
             u += 1
         return np.concatenate(out)
+
+
+class _Unit:
+    """The documents of one row group in epoch order: tokenized on demand, a chunk of documents at a time.
+
+    A seek needs the tokens of the few documents a sequence overlaps; the index gives every document's
+    token count, so only the chunks holding them are tokenized (not the whole row group). Reading on,
+    chunks behind the position are dropped: memory stays at the row group's text plus a few chunks.
+    """
+
+    CHUNK = 16  # documents tokenized together (one encode_batch call)
+
+    def __init__(self, texts: pa.ChunkedArray, counts: np.ndarray, tokenizer: Tokenizer):
+        self.texts, self.tokenizer = texts, tokenizer
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # token offset of each document
+        self.chunks: dict[int, np.ndarray] = {}
+
+    def _chunk(self, c: int) -> np.ndarray:
+        if c not in self.chunks:
+            texts = self.texts.slice(c * self.CHUNK, self.CHUNK).to_pylist()
+            eos = self.tokenizer.eos_id
+            self.chunks[c] = np.concatenate([np.array([*ids, eos], np.int32) for ids in self.tokenizer.encode(texts)])
+        return self.chunks[c]
+
+    def tokens(self, a: int, b: int) -> np.ndarray:
+        """Tokens ``[a, b)`` of the row group's stream of documents, each followed by EOS."""
+        first = int(np.searchsorted(self.starts, a, side="right")) - 1
+        last = int(np.searchsorted(self.starts, b, side="left")) - 1  # the document holding token b - 1
+        low, high = first // self.CHUNK, last // self.CHUNK
+        for c in [c for c in self.chunks if c < low]:
+            del self.chunks[c]
+        base = int(self.starts[low * self.CHUNK])
+        joined = np.concatenate([self._chunk(c) for c in range(low, high + 1)])
+        return joined[a - base: b - base]
 
 
 # ---------------------------------------------------------------- ranks, workers, batches
