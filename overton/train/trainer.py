@@ -361,14 +361,14 @@ class Run:
                     loss, sequences = self.evaluate(evaluation)
                     metrics.log({"step": step, "eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700)),
                                  "eval_sequences": sequences})
-                if d.any(stop["signal"] is not None):
+                stopping = d.any(stop["signal"] is not None)
+                if stopping or step % s.save_every == 0 or step == self.last_step:
+                    self._refuse_diverged(d.mean(window_loss), step)  # the steps since the last log
                     self.save(step)
+                if stopping:
                     metrics.say(f"stopped by {stop['signal'] or 'another process'} at step {step}: checkpoint "
                                 "saved; run the same command to resume")
                     return Outcome(step, self.last_step, stop["signal"] or "peer", resumed, None, last_loss)
-                if step % s.save_every == 0 or step == self.last_step:
-                    self._refuse_diverged(d.mean(window_loss), step)
-                    self.save(step)
             exported = None
             if d.main:
                 exported = export(self.unwrapped, self.paths.export, self.export_dtype, self.paths.tokenizer)
