@@ -68,11 +68,12 @@ def run(ws: Path, processes: int = 1) -> subprocess.CompletedProcess:
     return subprocess.run(command(ws, processes), capture_output=True, text=True, timeout=600)
 
 
-def interrupted(base: Path, where: Path, step: int, stop: signal.Signals) -> tuple[Path, int, str, str]:
+def interrupted(base: Path, where: Path, step: int, stop: signal.Signals,
+                processes: int = 1) -> tuple[Path, int, str, str]:
     """A resumable run sent ``stop`` once its checkpoint of ``step`` is committed: (workspace, exit, out, err)."""
     ws = workspace(base, where, **RESUMABLE)
     marker = ws / "train" / "checkpoints" / f"step-{step:06d}" / MARKER
-    process = subprocess.Popen(command(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command(ws, processes), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not marker.exists():
@@ -266,6 +267,23 @@ def test_elastic_resume_from_one_process_to_two_under_torchrun(base, reference, 
     assert all(got[s] == pytest.approx(ref[s], rel=1e-5) for s in range(stopped + 1, 41))
     expected, trained = weights(reference), weights(ws)
     assert all(torch.allclose(expected[k], trained[k], rtol=1e-3, atol=1e-4) for k in expected)
+
+
+def test_sigterm_to_torchrun_saves_on_every_rank_and_one_process_resumes(base, reference, tmp_path: Path):
+    ws, returncode, out, err = interrupted(base, tmp_path / "ws", 4, signal.SIGTERM, processes=2)
+    # torchrun passes SIGTERM to both processes, which save and exit 0; torchrun itself then exits 1
+    assert returncode == 1 and "SignalException" in err
+    [stopped] = re.findall(r"stopped by SIGTERM at step (\d+): checkpoint saved", out)
+    newest = ws / "train" / "checkpoints" / f"step-{int(stopped):06d}"
+    assert (newest / MARKER).exists() and (newest / "rng-rank0.pt").exists() and (newest / "rng-rank1.pt").exists()
+
+    done = run(ws)  # back to one process
+    assert done.returncode == 0, done.stderr
+    assert f"resuming at step {stopped}: 40 steps of 4 sequences x 64 tokens; 1 process(es) x micro-batch 2 x " \
+           "2 accumulation" in done.stdout
+    ref, got = losses(reference), losses(ws)
+    assert sorted(got) == list(range(1, 41))
+    assert all(got[s] == pytest.approx(ref[s], rel=1e-5) for s in got)
 
 
 # ----------------------------------------------------------------------------------------- disk checks
