@@ -177,3 +177,20 @@ def test_follow_continues_with_the_documents_of_newer_versions(corpus, tmp_path:
     assert len(follow.segments[1].paths) == 1  # only the new file, not the parent's
     again = PackedStream(url, tokenizer, SEQ, 7, cache, epochs=1, follow=True, segments=follow.state_segments())
     assert np.array_equal(again.sequence(first), after) and np.array_equal(again.sequence(3), head[3])
+
+
+def test_a_dataset_behind_an_fsspec_url_gives_the_same_stream(corpus, tmp_path: Path):
+    import fsspec
+
+    _, version, _, _ = corpus
+    memory = fsspec.filesystem("memory")
+    for path in version.path.rglob("*"):
+        if path.is_file():
+            memory.pipe(f"/datasets/overton/{version.path.name}/{path.relative_to(version.path).as_posix()}",
+                        path.read_bytes())
+    local = stream(corpus)
+    # its own token index (another cache folder), so every byte is read through fsspec
+    remote = PackedStream("memory://datasets/overton", local.tokenizer, SEQ, 7, tmp_path / "remote-cache")
+    per_epoch = local._epoch(0, 0).sequences
+    assert remote._epoch(0, 0).sequences == per_epoch
+    assert all(np.array_equal(local.sequence(g), remote.sequence(g)) for g in range(0, per_epoch, 3))
