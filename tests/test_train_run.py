@@ -231,6 +231,35 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(base, tmp_path: Path):
+    """A wider model (80 MB checkpoints) so that a save lasts long enough to be killed in the middle of it."""
+    write_gptj_config(base / "wide.json", vocab_size=400, eos_id=0, n_layer=2, n_embd=512, n_head=8)
+    settings = {"from_config": "wide.json", "steps": 6, "save_every": 2, "log_every": 1, "global_batch": 2}
+    reference = workspace(base, tmp_path / "reference", **settings)
+    assert run(reference).returncode == 0
+    ws = workspace(base, tmp_path / "ws", **settings)
+    checkpoints = ws / "train" / "checkpoints"
+    process = subprocess.Popen(command(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any((p / "model.pt").exists() for p in checkpoints.glob(".tmp-step-000004-*")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.001)
+        process.send_signal(signal.SIGKILL)  # model.pt is being written: the marker is not there yet
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    [stale] = checkpoints.glob(".tmp-step-000004-*")
+    assert not (stale / MARKER).exists() and committed(ws)[-1] == "step-000002"
+
+    done = run(ws)
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 unfinished checkpoint folder(s)" in done.stdout and "resuming at step 2:" in done.stdout
+    assert losses(ws) == losses(reference)
+    expected, got = weights(reference), weights(ws)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_or_sigint_saves_exits_0_and_resumes_exactly(base, reference, tmp_path: Path, stop):
     ws, returncode, out, err = interrupted(base, tmp_path / "ws", 4, stop)
