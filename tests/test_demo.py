@@ -96,7 +96,7 @@ def test_demo_ends_with_a_tiny_training_run_and_a_generated_line(demo):
     done, root = demo
     losses = [float(x) for x in re.findall(r"^step \d+/60: loss ([\d.]+)", done.stdout, re.MULTILINE)]
     evals = [float(x) for x in re.findall(r"^step \d+: eval loss ([\d.]+)", done.stdout, re.MULTILINE)]
-    assert len(losses) == 3 and len(evals) == 2
+    assert len(losses) == 4 and len(evals) == 2  # steps 1, 20, 40, 60
     assert losses[-1] < losses[0] - 0.5 and evals[1] < evals[0]  # it learns, and generalises to held-out text
     assert "done: 60 steps; model exported to" in done.stdout
     [line] = re.findall(r"^generated: (.*)$", done.stdout, re.MULTILINE)

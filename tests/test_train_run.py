@@ -126,7 +126,7 @@ def test_a_run_learns_logs_evaluates_and_exports(base, tmp_path: Path):
            "fp32 on cpu" in done.stdout
     records = metrics(ws)
     train = [r for r in records if "loss" in r]
-    assert [r["step"] for r in train] == [5, 10, 15, 20]
+    assert [r["step"] for r in train] == [1, 5, 10, 15, 20]  # the first step too: throughput from the start
     assert train[-1]["loss"] < train[0]["loss"] - 0.3
     for r in train:  # the logged rate is the one the step used: warmup 3 steps, cosine to 0.1 x 1e-3 at step 20
         assert r["lr"] == pytest.approx(1e-3 * lr_factor(r["step"] - 1, 3, 20, 0.1))

@@ -504,7 +504,7 @@ follow = false
 follow_poll_seconds = 60.0
 # DataLoader worker processes per device (0: read in the training process).
 loader_workers = 0
-# Log every this many steps (console, metrics.jsonl, TensorBoard when enabled).
+# Log the first step, then every this many steps (console, metrics.jsonl, TensorBoard when enabled).
 log_every = 10
 # Evaluate every this many steps (0: never) on at most eval_batches micro-batches (0: all).
 eval_every = 200

@@ -346,7 +346,7 @@ class Run:
                 window_steps += 1
                 window_seconds += time.perf_counter() - began
                 metrics.advance()
-                if step % s.log_every == 0 or step == self.last_step:
+                if step % s.log_every == 0 or step in (start + 1, self.last_step):  # throughput from the start
                     last_loss = d.mean(window_loss / window_steps)
                     self._refuse_diverged(last_loss, step)
                     tokens = window_steps * self.layout.micro_batch * self.layout.accumulation * s.seq_len
