@@ -164,9 +164,12 @@ def test_a_run_learns_logs_evaluates_and_exports(base, tmp_path: Path):
     [record] = [json.loads(p.read_text()) for p in (ws / "runs").glob("*-train.json")]
     assert (record["status"], record["step"], record["stopped_by"]) == ("ok", 20, None)
 
-    # the settings that define the data order cannot change under a resume
-    toml = (ws / "overton.toml").read_text().replace("global_batch = 8", "global_batch = 4")
-    (ws / "overton.toml").write_text(toml)
+    # a new selection of documents is said; the settings that define the data order cannot change
+    toml = (ws / "overton.toml").read_text()
+    (ws / "overton.toml").write_text(toml.replace("eval_fraction = 0.1", "eval_fraction = 0.2"))
+    again = run(ws)
+    assert again.returncode == 0 and "note: the document selection changed since step-000020" in again.stdout
+    (ws / "overton.toml").write_text(toml.replace("global_batch = 8", "global_batch = 4"))
     again = run(ws)
     assert again.returncode == 2
     assert "the checkpoint was trained with global_batch 8, the settings say 4" in again.stderr

@@ -196,7 +196,12 @@ class Run:
         return {"step": step, "position": step * s.global_batch, "global_batch": s.global_batch,
                 "seq_len": s.seq_len, "seed": s.seed, "dataset": self.paths.dataset,
                 "tokenizer": self.tokenizer.fingerprint, "segments": self.stream.state_segments(),
-                "processes": self.dist.world}
+                "selection": self._selection_settings(), "processes": self.dist.world}
+
+    def _selection_settings(self) -> dict[str, Any]:
+        """The settings that choose and weigh the documents: a change moves the run to another stream."""
+        keys = ("sources", "since", "until", "speakers", "weights", "eval_fraction", "eval_since", "epochs")
+        return {key: getattr(self.settings, key) for key in keys}
 
     def save(self, step: int) -> Path:
         def begin() -> str:
@@ -234,6 +239,9 @@ class Run:
             if meta[key] != now:
                 raise UserError(f"{path}: the checkpoint was trained with {key} {meta[key]}, the settings say {now}; "
                                 "resuming needs the same value (or another [train] output for a new run)")
+        if self.dist.main and meta.get("selection", self._selection_settings()) != self._selection_settings():
+            print(f"note: the document selection changed since {path.name} (sources, dates, speakers, weights, "
+                  "held-out split or epochs): the run goes on at the same position of the new selection's stream")
         load = functools.partial(torch.load, map_location=self.dist.device, weights_only=True)
         self.unwrapped.load_state_dict(load(path / "model.pt"))
         self.optimizer.load_state_dict(load(path / "optimizer.pt"))
