@@ -169,6 +169,7 @@ def test_a_run_learns_logs_evaluates_and_exports(base, tmp_path: Path):
     (ws / "overton.toml").write_text(toml.replace("eval_fraction = 0.1", "eval_fraction = 0.2"))
     again = run(ws)
     assert again.returncode == 0 and "note: the document selection changed since step-000020" in again.stdout
+    assert "already done: 20 steps; the model is in" in again.stdout  # a finished run is not exported twice
     (ws / "overton.toml").write_text(toml.replace("global_batch = 8", "global_batch = 4"))
     again = run(ws)
     assert again.returncode == 2

@@ -378,7 +378,10 @@ class Run:
                                 "saved; run the same command to resume")
                     return Outcome(step, self.last_step, stop["signal"] or "peer", resumed, None, last_loss)
             exported = None
-            if d.main:
+            if d.main and resumed == self.last_step and self.paths.export.is_dir():
+                exported = self.paths.export
+                metrics.say(f"already done: {step} steps; the model is in {exported}")
+            elif d.main:
                 exported = export(self.unwrapped, self.paths.export, self.export_dtype, self.paths.tokenizer)
                 plot_loss(metrics.path, self.paths.output / "loss.png")
                 metrics.say(f"done: {step} steps; model exported to {exported}")
