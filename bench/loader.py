@@ -6,8 +6,9 @@ per corpus (``assemblee-sentences-2016-2017/*.txt`` and ``assemblee-2013/txt/*.t
 ``viepublique/statements-2020.csv`` as ``--format csv --field thematics=tags --field keywords=topics``) and
 ``overton build``. There is no model hub: a byte-level BPE (``overton.train.tiny.train_tokenizer``, GPT-J's
 kind of tokenizer, ``--vocab`` tokens, EOS ``<|endoftext|>``) is trained on the version's text and saved as a
-Hugging Face tokenizer folder. Both sides use it through the same ``tokenizers`` backend call
-(``encode_batch(texts, add_special_tokens=False)``), EOS after every document, sequences of 1024 tokens.
+Hugging Face tokenizer folder. Both sides use it through its ``tokenizers`` backend (overton calls
+``encode_batch_fast``, the datasets pipeline ``encode_batch`` as users do; the same ids), EOS after every
+document, sequences of 1024 tokens.
 
 * **overton**: ``PackedStream(version, Tokenizer(folder), seq_len=1024, seed=0, cache=..., epochs=1)``, then
   ``stream.sequence(g)`` for every ``g < stream.count()``. *cold*: no token index in the cache, so
@@ -20,8 +21,8 @@ Hugging Face tokenizer folder. Both sides use it through the same ``tokenizers``
   blocks with the default batch of 1,000 documents (every document fits one batch here, so only the epoch's
   tail is dropped, as overton does). A second row does what run_clm does literally: ``PreTrainedTokenizerFast``
   called on the texts (input_ids and attention_mask), both concatenated, ``labels`` copied.
-* **tokenizer alone**: one ``encode_batch`` over every text (the floor of both loaders), and
-  ``encode_batch_fast`` (no offsets), which overton's ``Tokenizer.encode`` could use.
+* **tokenizer alone**: one ``encode_batch`` over every text (the datasets side's floor), and one
+  ``encode_batch_fast`` (no offsets: overton's floor).
 * **resume-seek** at 10 %, 50 % and 90 % of the epoch (g = that share of overton's sequence count): overton
   builds a fresh stream (index cached, as on a real resume) and asks for sequence ``g``; datasets resumes a fresh
   pipeline from the ``state_dict()`` saved after sequence ``g - 1`` of an uninterrupted epoch

@@ -8,6 +8,7 @@ size, the precision it was trained in), with the tokenizer beside them.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -58,8 +59,9 @@ def export(model, folder: Path, dtype: torch.dtype, tokenizer: str) -> Path:
     tmp, old = (folder.with_name(f".tmp-{folder.name}-{kind}-{tag}") for kind in ("new", "old"))
     state = {name: tensor.detach().to(dtype) for name, tensor in model.state_dict().items()}
     model.save_pretrained(tmp, state_dict=state)
-    config = tmp / "config.json"
-    config.write_text(config.read_text().replace('"dtype": "float32"', f'"dtype": "{str(dtype).split(".")[-1]}"'))
+    config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = str(dtype).removeprefix("torch.")  # the model trains in fp32: say what the file holds
+    (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     AutoTokenizer.from_pretrained(tokenizer).save_pretrained(tmp)
     for path in tmp.iterdir():
         with open(path, "rb") as handle:
