@@ -57,7 +57,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -68,14 +67,13 @@ import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from ingest_build import DATA, MB, REPO, overton_command, psutil
+from common import save_results
+from ingest_build import DATA, MB, overton_command, psutil
 
-RESULTS = REPO / "bench" / "results" / "cleaning.json"
 BANDS = ((0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0))
 EDITS = ("substitution", "insertion", "deletion", "truncation", "mixed")
 GENUINE = 0.7  # a clustered pair at or above this true Jaccard is a real near-duplicate, not a false positive
@@ -1027,19 +1025,12 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(corpus, tools, theories, ratio_rows, steps, e2e))
     for warning in warnings:
         print(f"WARNING: {warning}")
-    from overton import __version__
-
     versions = {}
     for dist in ("datasketch", "datatrove", "xxhash", "numpy", "pyarrow", "scipy"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     results = {
-        "benchmark": "cleaning",
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/cleaning.py", *(argv if argv is not None else sys.argv[1:])]),
-        "overton": __version__,
         "versions": versions,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "corpus": corpus,
         "tools": tools,
         "theory": theories,
@@ -1052,9 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         "warnings": warnings,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {RESULTS.relative_to(REPO)} ({results['seconds']:.0f} s)")
+    save_results("cleaning", argv, results)
     return 0
 
 

@@ -47,7 +47,6 @@ import html
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -63,6 +62,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from common import save_results
+
 try:
     import psutil
 except ImportError:  # psutil is a dev extra; without it peak RSS comes from /proc only
@@ -74,7 +75,6 @@ if str(REPO) not in sys.path:  # `python bench/crawl.py` puts bench/ first, not 
 
 DATA = REPO.parent / "shared" / "data"
 CSV_PATH = DATA / "viepublique" / "statements-2020.csv"
-RESULTS = REPO / "bench" / "results" / "crawl.json"
 MB = 1_000_000
 UA = "overton-bench/0.1 (+mailto:crawl-bench@example.org)"
 CATALOGUE = "/OPENDATA/DISCOURS_PUBLICS/vp_discours.json"
@@ -783,15 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(extract_rows, q, runs, stages))
     for warning in warnings:
         print(f"WARNING: {warning}")
-    from overton import __version__
-
     results = {
-        "benchmark": "crawl",
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/crawl.py", *(argv if argv is not None else sys.argv[1:])]),
-        "overton": __version__,
         "versions": versions(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "politeness": "delay 0 and AutoThrottle off for the benchmark only (defaults: delay 2 s, AutoThrottle on)",
         "inputs": {"csv": str(CSV_PATH.relative_to(DATA)), "speeches": len(speeches),
                    "page_html_mb": extract_rows[0]["html_mb"]},
@@ -802,9 +795,7 @@ def main(argv: list[str] | None = None) -> int:
         "warnings": warnings,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {RESULTS.relative_to(REPO)} ({results['seconds']:.0f} s)")
+    save_results("crawl", argv, results)
     return 0
 
 

@@ -33,7 +33,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -42,9 +41,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from common import save_results
 
 try:
     import psutil
@@ -53,7 +53,6 @@ except ImportError:  # psutil is a dev extra; without it only the command's own 
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = REPO / "bench" / "results" / "ingest_build.json"
 MB = 1_000_000
 TARGET_MB = 100
 SAMPLE_S = 0.05
@@ -414,14 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows, ratio_rows))
     for warning in warnings:
         print(f"WARNING: {warning}")
-    from overton import __version__
-
     results = {
-        "benchmark": "ingest_build",
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/ingest_build.py", *(argv if argv is not None else sys.argv[1:])]),
-        "overton": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "rss": "sum over the process tree, sampled every 50 ms" if psutil else "command's own peak only",
         "repeat": repeat,
         "input_mb": round(mb, 2),
@@ -432,9 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratio_rows,
         "warnings": warnings,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {RESULTS.relative_to(REPO)}")
+    save_results("ingest_build", argv, results)
     return 0
 
 

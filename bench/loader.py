@@ -53,7 +53,6 @@ import importlib.util
 import itertools
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -63,16 +62,15 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import save_results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = REPO / "bench" / "results" / "loader.json"
 MB = 1_000_000
 SEQ_LEN = 1024
 SEED = 0
@@ -686,14 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows, ratios, seeks))
     for warning in warnings:
         print(f"WARNING: {warning}")
-    from overton import __version__
-
     results = {
-        "benchmark": "loader",
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", "bench/loader.py", *(argv if argv is not None else sys.argv[1:])]),
-        "overton": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "packages": {name: version_of(name) for name in ("datasets", "tokenizers", "transformers", "pyarrow", "numpy")},
         "threads": "default (tokenizer Rayon pool, pyarrow pools)" if args.parallel else
                    "one: TOKENIZERS_PARALLELISM=false, pyarrow cpu and io pools of 1",
@@ -714,9 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         "warnings": warnings,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nresults: {RESULTS.relative_to(REPO)}")
+    save_results("loader", argv, results)
     return 0
 
 
