@@ -68,35 +68,13 @@ from typing import Any
 
 import numpy as np
 from common import save_results
+from ingest_build import CORPORA, DATA, MB, corpus_files, overton_command
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-MB = 1_000_000
 SEQ_LEN = 1024
 SEED = 0
 SHUFFLE_BUFFER = 10_000
 FRACTIONS = (0.1, 0.5, 0.9)
 EOS = "<|endoftext|>"
-
-
-@dataclass(frozen=True)
-class Corpus:
-    source: str  # overton source name
-    folder: str  # under ../shared/data
-    pattern: str
-    options: tuple[str, ...]
-
-
-CORPORA = (
-    Corpus("assemblee-sentences", "assemblee-sentences-2016-2017", "*.txt", ("--format", "text")),
-    Corpus("assemblee-2013", "assemblee-2013/txt", "*.txt", ("--format", "text")),
-    Corpus("vie-publique", "viepublique", "statements-2020.csv",
-           ("--format", "csv", "--field", "thematics=tags", "--field", "keywords=topics")),
-)
-
-
-def corpus_files(corpus: Corpus) -> list[Path]:
-    return sorted((DATA / corpus.folder).glob(corpus.pattern))
 
 
 # ---------------------------------------------------------------- timing
@@ -166,11 +144,6 @@ def digest(sequence: np.ndarray) -> str:
 
 
 # ---------------------------------------------------------------- the dataset version and the tokenizer
-
-
-def overton_command() -> list[str]:
-    script = Path(sys.executable).with_name("overton")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "overton"]
 
 
 def run(argv: list[str], allowed: tuple[int, ...] = (0,)) -> str:
