@@ -159,6 +159,14 @@ def corpus_files(corpus: Corpus) -> list[Path]:
     return sorted((DATA / corpus.folder).glob(corpus.pattern))
 
 
+def missing_corpora() -> str | None:
+    """The line a benchmark of CORPORA prints before exiting 0 when the real data is not here, or None."""
+    if not DATA.is_dir():
+        return f"skipped: ../shared/data not found ({DATA})"
+    missing = [c.folder for c in CORPORA if not corpus_files(c)]
+    return f"skipped: ../shared/data has no {', '.join(missing)} ({DATA})" if missing else None
+
+
 def prepare_inputs(tmp: Path, repeat: int) -> dict[str, list[Path]]:
     """``repeat`` byte-identical copies of every input file, under new names."""
     inputs = {}
@@ -383,12 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    if not DATA.is_dir():
-        print(f"skipped: ../shared/data not found ({DATA})")
-        return 0
-    missing = [c.folder for c in CORPORA if not corpus_files(c)]
-    if missing:
-        print(f"skipped: ../shared/data has no {', '.join(missing)} ({DATA})")
+    if skipped := missing_corpora():
+        print(skipped)
         return 0
 
     base_bytes = sum(p.stat().st_size for c in CORPORA for p in corpus_files(c))

@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 from common import save_results
-from ingest_build import CORPORA, DATA, MB, corpus_files, overton_command
+from ingest_build import CORPORA, MB, corpus_files, missing_corpora, overton_command
 
 SEQ_LEN = 1024
 SEED = 0
@@ -506,12 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
 
-    if not DATA.is_dir():
-        print(f"skipped: ../shared/data not found ({DATA})")
-        return 0
-    missing = [c.folder for c in CORPORA if not corpus_files(c)]
-    if missing:
-        print(f"skipped: ../shared/data has no {', '.join(missing)} ({DATA})")
+    if skipped := missing_corpora():
+        print(skipped)
         return 0
     if not args.parallel:
         # One thread per loader, as in a DataLoader worker process (tokenizers turns its pool off in forked
