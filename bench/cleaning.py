@@ -59,10 +59,8 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unicodedata
 from collections import Counter
@@ -71,8 +69,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from common import save_results
-from ingest_build import DATA, MB, overton_command, psutil
+from common import measure, psutil, save_results
+from ingest_build import DATA, MB, overton_command
 
 BANDS = ((0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.0))
 EDITS = ("substitution", "insertion", "deletion", "truncation", "mixed")
@@ -104,70 +102,6 @@ BAND_NAMES = [band_name(lo) for lo, _ in BANDS]
 
 
 # ---------------------------------------------------------------- measuring a command
-
-
-@dataclass
-class Measured:
-    argv: list[str]
-    seconds: float
-    peak_rss: int  # bytes: the largest sum of RSS over the process tree, sampled
-    cpu_seconds: float  # user + system of the command and the children it waited for
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self) -> Measured:
-        if self.returncode != 0:
-            sys.exit(f"command failed with exit code {self.returncode}: {' '.join(self.argv[:6])} ...\n"
-                     f"{self.stderr[-3000:]}")
-        return self
-
-
-def measure(argv: list[str]) -> Measured:
-    """Run ``argv``: wall time, peak RSS of its process tree (psutil, every 20 ms), exit code, output.
-
-    Unlike ``ingest_build.measure`` this takes no floor from the kernel's ``ru_maxrss`` of the child: Linux
-    carries the parent's high-water mark into a child started with vfork/exec, and the parent here holds
-    the whole corpus. The tool subprocesses report their own exact peak (``VmHWM``) instead.
-    """
-    peak = {"rss": 0}
-    stop = threading.Event()
-
-    def sample(pid: int) -> None:
-        try:
-            root = psutil.Process(pid)
-        except psutil.Error:
-            return
-        while not stop.is_set():
-            total = 0
-            try:
-                for proc in [root, *root.children(recursive=True)]:
-                    total += proc.memory_info().rss
-            except psutil.Error:
-                pass
-            peak["rss"] = max(peak["rss"], total)
-            stop.wait(0.02)
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True) if psutil else None
-        if sampler:
-            sampler.start()
-        cpu = 0.0
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            cpu = usage.ru_utime + usage.ru_stime
-        else:
-            proc.wait()
-        seconds = time.perf_counter() - start
-        stop.set()
-        if sampler:
-            sampler.join()
-        out.seek(0)
-        err.seek(0)
-        return Measured(argv, seconds, peak["rss"], cpu, proc.returncode, out.read(), err.read())
 
 
 def own_peak_rss() -> int:

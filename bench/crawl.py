@@ -46,14 +46,11 @@ import csv
 import html
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unicodedata
 from collections import Counter
@@ -62,12 +59,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import save_results
-
-try:
-    import psutil
-except ImportError:  # psutil is a dev extra; without it peak RSS comes from /proc only
-    psutil = None
+from common import measure, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/crawl.py` puts bench/ first, not the repository
@@ -83,7 +75,6 @@ SYNTHETIC_ID = 400001
 DILA_RECORDS = 152_089  # records of the December 2025 catalogue (PROVENANCE-dila.md)
 CHANGED = 5
 WARMUP = 5
-SAMPLE_S = 0.02
 
 
 # ---------------------------------------------------------------- inputs
@@ -409,67 +400,6 @@ def quality(pages, structured, fallback, methods: Counter, text_mb: float) -> di
 # ---------------------------------------------------------------- 2-3. the crawl
 
 
-@dataclass
-class Measured:
-    argv: list[str]
-    seconds: float
-    cpu_seconds: float  # user + system of the command and the children it waited for
-    peak_rss: int  # bytes
-    server_cpu_seconds: float  # this process (the HTTP server's threads, the sampler) meanwhile
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _vm_hwm(pid: int) -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def measure(argv: list[str]) -> Measured:
-    """Run ``argv``: wall time, CPU time (``wait4``), peak RSS, exit code, output.
-
-    ``ru_maxrss`` from ``wait4`` is not used for the peak: Linux carries the parent's high-water mark
-    into a child started by vfork/exec, and this process holds the pages and the catalogue. The child's own
-    ``VmHWM`` (read until it exits) and its sampled RSS are used instead.
-    """
-    peak = {"rss": 0}
-    stop = threading.Event()
-
-    def sample(pid: int) -> None:
-        proc = psutil.Process(pid) if psutil else None
-        while not stop.is_set():
-            rss = _vm_hwm(pid)
-            if proc is not None:
-                with contextlib.suppress(psutil.Error):
-                    rss = max(rss, sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]))
-            peak["rss"] = max(peak["rss"], rss)
-            stop.wait(SAMPLE_S)
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        own0, start = time.process_time(), time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=err, text=True)
-        sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
-        sampler.start()
-        cpu = 0.0
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            cpu = usage.ru_utime + usage.ru_stime
-        else:
-            proc.wait()
-        seconds = time.perf_counter() - start
-        stop.set()
-        sampler.join()
-        own = time.process_time() - own0
-        out.seek(0)
-        err.seek(0)
-        return Measured(argv, seconds, cpu, peak["rss"], own, proc.returncode, out.read(), err.read())
-
-
 class Catalogue:
     """The catalogue route: JSON of ``records`` with ETag ``"v<version>"``; 304 when the client has it."""
 
@@ -521,7 +451,7 @@ def crawl_run(name: str, workspace, site, catalogue: Catalogue, records: int, wa
     catalogue.served.clear()
     before = raw_count(workspace)
     argv = [sys.executable, "-m", "overton", "crawl", "vie-publique", "-w", str(workspace.root), "--quiet"]
-    result = measure(argv)
+    result = measure(argv, cwd=REPO)
     if result.returncode != 0:
         sys.exit(f"{name}: overton crawl exited {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     record = json.loads(sorted(workspace.runs.glob("*-crawl-vie-publique.json"))[-1].read_text())
@@ -545,7 +475,7 @@ def crawl_run(name: str, workspace, site, catalogue: Catalogue, records: int, wa
                                    for h in site.hits)),
         "documents_committed": committed, "raw_documents_total": before + committed,
         "seconds": round(result.seconds, 3), "in_command_seconds": record.get("duration_s"),
-        "cpu_seconds": round(result.cpu_seconds, 3), "server_cpu_seconds": round(result.server_cpu_seconds, 3),
+        "cpu_seconds": round(result.cpu_seconds, 3), "server_cpu_seconds": round(result.own_cpu_seconds, 3),
         "pages_per_s_per_core": round(len(pages) / result.seconds, 1),
         "pages_per_cpu_s": round(len(pages) / result.cpu_seconds, 1) if result.cpu_seconds else None,
         "peak_rss_mb": round(result.peak_rss / MB, 1), "stdout": result.stdout.strip(),

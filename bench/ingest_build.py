@@ -29,27 +29,17 @@ MB / wall seconds / jobs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import save_results
-
-try:
-    import psutil
-except ImportError:  # psutil is a dev extra; without it only the command's own peak RSS is known
-    psutil = None
+from common import measure, psutil, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -79,72 +69,6 @@ CORPORA = (
 
 
 # ---------------------------------------------------------------- measuring a command
-
-
-@dataclass
-class Measured:
-    argv: list[str]
-    seconds: float
-    peak_rss: int  # bytes: max over samples of the RSS summed over the process tree
-    processes: int  # most processes seen at once in the tree
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self, allowed: tuple[int, ...] = (0,)) -> Measured:
-        if self.returncode not in allowed:
-            sys.exit(f"command failed with exit code {self.returncode}: {' '.join(self.argv[:6])} ...\n"
-                     f"{self.stderr[-2000:]}")
-        return self
-
-
-def _sample_tree(pid: int, stop: threading.Event, peak: dict[str, int]) -> None:
-    try:
-        root = psutil.Process(pid)
-    except psutil.Error:
-        return
-    while not stop.is_set():
-        try:
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        peak["rss"] = max(peak["rss"], total)
-        peak["processes"] = max(peak["processes"], len(procs))
-        stop.wait(SAMPLE_S)
-
-
-def measure(argv: list[str], cwd: Path | None = None) -> Measured:
-    """Run ``argv``; wall time, peak RSS of its process tree, exit code and output."""
-    peak = {"rss": 0, "processes": 1}
-    stop = threading.Event()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, text=True)
-        sampler = None
-        if psutil is not None:
-            sampler = threading.Thread(target=_sample_tree, args=(proc.pid, stop, peak), daemon=True)
-            sampler.start()
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            seconds = time.perf_counter() - start
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            # ru_maxrss is the kernel's exact peak of the command itself (KiB on Linux), a floor for the tree.
-            own_peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-        else:
-            proc.wait()
-            seconds = time.perf_counter() - start
-            own_peak = 0
-        stop.set()
-        if sampler is not None:
-            sampler.join()
-        out.seek(0)
-        err.seek(0)
-        return Measured(argv, seconds, max(peak["rss"], own_peak), peak["processes"], proc.returncode,
-                        out.read(), err.read())
 
 
 def overton_command() -> list[str]:
@@ -266,7 +190,7 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
     overton = overton_command()
     template = tmp / "ws-ingested"
     rows = []
-    init = measure([*overton, "init", str(template)]).check()
+    init = measure([*overton, "init", str(template)], sample_s=SAMPLE_S).check()
     rows.append(Row("overton", "init", 1, 0.0, init.seconds, init.peak_rss))
     # Every input is public political text: tell the quality filter so, as a user of this data would.
     settings = template / "overton.toml"
@@ -280,7 +204,8 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
     for corpus in CORPORA:
         argv = [*overton, "ingest", "-w", str(template), "--source", corpus.source, *corpus.options,
                 *map(str, inputs[corpus.source])]
-        result = measure(argv).check(allowed=(0, 1))  # 1 = some records refused (the CSV's repeated headers)
+        # exit 1 = some records refused (the CSV's repeated headers)
+        result = measure(argv, sample_s=SAMPLE_S).check(allowed=(0, 1))
         match = _IMPORTED.search(result.stdout)
         if match is None:
             sys.exit(f"cannot read the ingest summary from: {result.stdout!r}")
@@ -301,7 +226,8 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
     for j in jobs:
         workspace = tmp / f"ws-j{j}"
         shutil.copytree(template, workspace)
-        build = measure([*overton, "build", "-w", str(workspace), "--jobs", str(j), "--quiet"]).check()
+        build = measure([*overton, "build", "-w", str(workspace), "--jobs", str(j), "--quiet"],
+                        sample_s=SAMPLE_S).check()
         manifest = json.loads((workspace / "datasets" / "overton" / "v0001" / "manifest.json").read_text())
         counts = manifest["counts"]
         print(f"  build --jobs {j}: {build.seconds:.2f} s, {counts['kept']} kept, {counts['rejected']} rejected",
@@ -329,7 +255,7 @@ def run_baseline(tmp: Path, mb: float, warnings: list[str]) -> list[Row]:
         warnings.append("pandas baseline skipped: pandas not installed")
         return []
     result = measure([sys.executable, str(Path(__file__).resolve()), "--baseline-pandas", str(tmp / "inputs"),
-                      str(tmp / "baseline.parquet")]).check()
+                      str(tmp / "baseline.parquet")], sample_s=SAMPLE_S).check()
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"  pandas baseline: {result.seconds:.2f} s, {counts['kept']} kept", file=sys.stderr)
     return [Row("pandas", "read+clean+dedup+write", 1, mb, result.seconds, result.peak_rss, docs=counts["input"],
