@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from overton.corpus.errors import UserError
+from overton.train.checkpoint import human_bytes
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -413,10 +414,6 @@ def _gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def _gb(n: float) -> str:
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 10**6:.1f} MB"
-
-
 def _hours(h: float) -> str:
     return f"{h:,.1f} h" if h < 48 else f"{h:,.0f} h ({h / 24:.1f} days)"
 
@@ -554,7 +551,7 @@ class BudgetReport:
             return text + f"; it fits sharded over {n} GPUs ({_gib(self.full_sharded.total)} per GPU)"
         states = MODEL_STATE_BYTES * self.shape.total_params
         return text + (f", nor sharded over {n} GPUs without CPU offload ({MODEL_STATE_BYTES} B/param = "
-                       f"{_gb(states)} / {n} = {_gb(states / n)} = {_gib(states / n)} of model states, "
+                       f"{human_bytes(states)} / {n} = {human_bytes(states / n)} = {_gib(states / n)} of model states, "
                        f"{_gib(self.full_sharded.total)} per GPU with activations > {usable})")
 
     def what_fits(self) -> list[str]:
@@ -609,15 +606,17 @@ class BudgetReport:
             out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}")
         out.append("verdict: " + self.verdict())
         out.extend(self.what_fits())
-        out.append(f"checkpoints: {_gb(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), final "
-                   f"bf16 export {_gb(self.export_bytes)}; LoRA checkpoints {_gb(self.lora_checkpoint_bytes)}")
+        out.append(f"checkpoints: {human_bytes(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), "
+                   f"final bf16 export {human_bytes(self.export_bytes)}; "
+                   f"LoRA checkpoints {human_bytes(self.lora_checkpoint_bytes)}")
         if self.disk_free_bytes is None:
             out.append("disk: not checked (no free space given)")
         else:
             state = "enough" if self.disk_ok else "NOT ENOUGH"
-            out.append(f"disk: {_gb(self.disk_free_bytes)} free holds {self.checkpoints_fit} full checkpoint(s); "
+            out.append(f"disk: {human_bytes(self.disk_free_bytes)} free holds {self.checkpoints_fit} full "
+                       "checkpoint(s); "
                        f"keeping {self.checkpoint_keep} needs {self.checkpoint_keep + 1} x "
-                       f"{_gb(self.checkpoint_bytes)} + export = {_gb(self.disk_needed)}: {state}")
+                       f"{human_bytes(self.checkpoint_bytes)} + export = {human_bytes(self.disk_needed)}: {state}")
         return out
 
 
