@@ -53,7 +53,6 @@ import importlib.util
 import itertools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -154,15 +153,6 @@ def run(argv: list[str], allowed: tuple[int, ...] = (0,)) -> str:
     return result.stdout
 
 
-def set_setting(text: str, section: str, key: str, value: str) -> str:
-    """``key = value`` in ``[section]`` of an overton.toml (the first such key after the section header)."""
-    pattern = rf"(?ms)^(\[{re.escape(section)}\]\n(?:(?!^\[).)*?^{re.escape(key)} = )[^\n]*"
-    changed, n = re.subn(pattern, lambda m: m.group(1) + value, text, count=1)
-    if n != 1:
-        sys.exit(f"overton.toml has no {key} in [{section}]")
-    return changed
-
-
 def built_version(tmp: Path, row_group_mb: int | None) -> Path:
     """``overton init``, one ``overton ingest`` per corpus, ``overton build``: the dataset version's folder.
 
@@ -170,6 +160,8 @@ def built_version(tmp: Path, row_group_mb: int | None) -> Path:
     sets the row group size of the raw files (``[ingest]``: one build batch) and of the version's files
     (``[shards]``); None keeps the defaults.
     """
+    from overton.corpus.config import set_setting
+
     overton = overton_command()
     workspace = tmp / f"ws-rg{row_group_mb or 'default'}"
     run([*overton, "init", str(workspace)])

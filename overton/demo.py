@@ -13,11 +13,11 @@ the model generates. A model this small, trained this briefly, writes French-loo
 
 from __future__ import annotations
 
-import re
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+from overton.corpus.config import set_setting
 from overton.corpus.errors import UserError
 from overton.corpus.report import counts_table
 from overton.corpus.workspace import Workspace
@@ -43,16 +43,6 @@ DEMO_TRAIN = {"tokenizer": '"tokenizer"', "from_config": '"tiny-gptj.json"', "se
 PROMPT = "Mesdames et Messieurs,"
 
 
-def _set_train_settings(workspace: Workspace, values: dict[str, str]) -> None:
-    """Rewrite ``key = ...`` lines of the [train] section of the workspace's overton.toml."""
-    text = workspace.settings_path.read_text(encoding="utf-8")
-    head, rest = text.split("\n[train]\n", 1)
-    section, tail = rest.split("\n[train.budget]\n", 1)
-    for key, value in values.items():
-        section = re.sub(rf"^{key} = .*$", f"{key} = {value}", section, count=1, flags=re.MULTILINE)
-    workspace.settings_path.write_text(f"{head}\n[train]\n{section}\n[train.budget]\n{tail}", encoding="utf-8")
-
-
 def train_tiny_model(workspace: Workspace, version, say=print) -> str | None:
     """Train the tiny GPT-J on ``version`` with ``overton train``'s code; the line it generates."""
     try:
@@ -69,7 +59,10 @@ def train_tiny_model(workspace: Workspace, version, say=print) -> str | None:
     folder = train_tokenizer(workspace.root / "tokenizer", texts, vocab_size=512)
     write_gptj_config(workspace.root / "tiny-gptj.json", vocab_size=512, eos_id=Tokenizer(str(folder)).eos_id,
                       n_layer=2, n_embd=128, n_head=4, n_positions=128)
-    _set_train_settings(workspace, DEMO_TRAIN)
+    text = workspace.settings_path.read_text(encoding="utf-8")
+    for key, value in DEMO_TRAIN.items():
+        text = set_setting(text, "train", key, value)
+    workspace.settings_path.write_text(text, encoding="utf-8")
     settings = workspace.config().train
     outcome = train(workspace, settings, progress=False)
     model = AutoModelForCausalLM.from_pretrained(outcome.export)

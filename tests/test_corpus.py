@@ -217,3 +217,14 @@ def test_raw_runs_without_marker_are_invisible(workspace: Workspace):
     assert workspace.raw_runs() == []
     write_json(path / "run.json", {})
     assert [r.key for r in workspace.raw_runs()] == [f"test/{run_id}"]
+
+
+def test_set_setting_rewrites_one_key_of_one_section_and_keeps_the_comments():
+    from overton.corpus.config import set_setting
+
+    text = set_setting(set_setting(TEMPLATE, "train", "lr", "3e-3"), "ingest", "row_group_mb", "1")
+    assert parse_config(text).train.lr == 0.003 and parse_config(text).train.min_lr_ratio == 0.1
+    assert parse_config(text).ingest.row_group_mb == 1 and parse_config(text).shards.row_group_mb == 32
+    assert text.count("\n#") == TEMPLATE.count("\n#")
+    with pytest.raises(KeyError, match=r"no learning_rate in \[train\]"):
+        set_setting(TEMPLATE, "train", "learning_rate", "1")

@@ -7,6 +7,7 @@ ill-typed values are refused with one line naming the key and the expected type.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -571,6 +572,19 @@ def parse_config(text: str, origin: str = "overton.toml") -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{origin}: {_describe(exc.errors()[0])}") from None
+
+
+def set_setting(text: str, section: str, key: str, value: str) -> str:
+    """``text`` (an overton.toml) with ``key = value`` in ``[section]``, every comment and other line kept.
+
+    ``value`` is TOML (``'"tokenizer"'``, ``"128"``). The key must be in the section already, as it is in
+    :data:`TEMPLATE` which ``overton init`` writes; otherwise ``KeyError``.
+    """
+    pattern = rf"(?ms)^(\[{re.escape(section)}\]\n(?:(?!^\[).)*?^{re.escape(key)} = )[^\n]*"
+    changed, count = re.subn(pattern, lambda match: match.group(1) + value, text, count=1)
+    if count != 1:
+        raise KeyError(f"no {key} in [{section}]")
+    return changed
 
 
 def load_config(path: Path) -> Config:
