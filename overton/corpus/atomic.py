@@ -33,6 +33,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(root: Path) -> list[Path]:
+    """fsync every file and folder under ``root``, deepest first; the files, sorted."""
+    files = []
+    for folder, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = Path(folder, name)
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+            files.append(path)
+        fsync_dir(Path(folder))
+    return sorted(files)
+
+
 def commit(tmp: Path, final: Path) -> None:
     """fsync ``tmp`` and rename it to ``final``; the folder entry is fsynced too."""
     with open(tmp, "rb+") as handle:

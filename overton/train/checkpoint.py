@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from overton.corpus.atomic import TMP_MARK, fsync_dir, read_json, sha256_file, write_json
+from overton.corpus.atomic import TMP_MARK, fsync_dir, fsync_tree, read_json, sha256_file, write_json
 from overton.corpus.errors import UserError
 
 MARKER = "COMMITTED.json"
@@ -248,16 +248,11 @@ class CheckpointManager:
     def _sync_and_list(self, tmp: Path) -> list[dict]:
         """fsync every file and folder under ``tmp`` (deepest first); the files with their sizes."""
         files = []
-        for folder, _dirnames, filenames in os.walk(tmp, topdown=False):
-            for name in filenames:
-                path = Path(folder, name)
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
-                entry = {"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size}
-                if self.checksums:
-                    entry["sha256"] = sha256_file(path)
-                files.append(entry)
-            fsync_dir(Path(folder))
+        for path in fsync_tree(tmp):
+            entry = {"path": path.relative_to(tmp).as_posix(), "bytes": path.stat().st_size}
+            if self.checksums:
+                entry["sha256"] = sha256_file(path)
+            files.append(entry)
         return sorted(files, key=lambda f: f["path"])
 
     def _hide(self, path: Path, kind: str) -> Path:

@@ -9,14 +9,13 @@ size, the precision it was trained in), with the tokenizer beside them.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 from pathlib import Path
 
 import torch
 
-from overton.corpus.atomic import fsync_dir
+from overton.corpus.atomic import fsync_dir, fsync_tree
 from overton.corpus.errors import UserError
 
 
@@ -63,10 +62,7 @@ def export(model, folder: Path, dtype: torch.dtype, tokenizer: str) -> Path:
     config["dtype"] = str(dtype).removeprefix("torch.")  # the model trains in fp32: say what the file holds
     (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     AutoTokenizer.from_pretrained(tokenizer).save_pretrained(tmp)
-    for path in tmp.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    fsync_dir(tmp)
+    fsync_tree(tmp)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
