@@ -21,6 +21,13 @@ def _jobs(value: str) -> int:
     return jobs
 
 
+def _price(value: str) -> float:
+    price = float(value)
+    if price < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return price
+
+
 def _workspace(args) -> Workspace:
     return Workspace.open(Path(args.workspace))
 
@@ -241,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--gpus", type=int, help="dry run: number of GPUs (default: [train.budget] gpus)")
     sub.add_argument("--gpu", help="dry run: A100-40GB, A100-80GB, H100-80GB or H200-141GB")
     sub.add_argument("--mfu", type=float, help="dry run: model FLOPs utilisation to assume, e.g. 0.4")
-    sub.add_argument("--price", type=float, help="dry run: price per GPU-hour")
+    sub.add_argument("--price", type=_price, help="dry run: price per GPU-hour")
     sub.add_argument("--follow", action="store_true", help="after [train] epochs over the dataset, wait for newer "
                      "versions and train on what they add (as [train] follow = true)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

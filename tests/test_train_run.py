@@ -411,6 +411,22 @@ def test_dry_run_for_gptj_6b_on_two_a100_40gb(base, tmp_path: Path, capsys):
     assert re.search(r"GPU-hours, [\d,.]+ EUR", out)
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    (["--mfu", "0"], "MFU must be in (0, 1], not 0.0"),
+    (["--gpu", "X100"], "unknown GPU 'X100'; known: A100-40GB, A100-80GB, H100-80GB, H200-141GB"),
+    (["--gpus", "0"], "gpus and micro-batch must be >= 1"),
+    (["--price", "-1"], "argument --price: must be 0 or more"),
+])
+def test_dry_run_mistakes_are_one_line(base, tmp_path: Path, capsys, option, message):
+    ws = workspace(base, tmp_path / "ws")
+    try:
+        code = main(["train", "-w", str(ws), "--dry-run", *option])
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
 def _settings(ws: Path):
     from overton.corpus.workspace import Workspace
 
