@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic commit, rotation after commit, survival of SIGKILL, disk preflight, size estimate."""
+"""Training checkpoints: atomic commit, rotation after commit, survival of SIGKILL, checksums, disk preflight,
+size estimate."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
 import pytest
 
+import overton.train.checkpoint as checkpoint_module
 from overton.corpus.errors import UserError
 from overton.train.checkpoint import (
     MARKER,
@@ -54,11 +57,17 @@ def test_save_and_latest_round_trip(tmp_path: Path):
     assert _names(tmp_path / "ckpt") == ["step-000123"]  # no temporary folder left
     assert _names(path) == [MARKER, "model.bin", "sub"]
     marker = json.loads((path / MARKER).read_text())
-    assert marker["format"] == "overton-checkpoint/1"
+    assert marker["format"] == "overton-checkpoint/2"
     assert marker["step"] == 123
     assert marker["meta"] == {"loss": 2.5, "tokens": 4096}
-    assert marker["files"] == [{"path": "model.bin", "bytes": 1000}, {"path": "sub/loader.json", "bytes": 15}]
+    assert marker["files"] == [
+        {"path": "model.bin", "bytes": 1000, "blake3": blake3.blake3(b"m" * 1000).hexdigest()},
+        {"path": "sub/loader.json", "bytes": 15, "blake3": blake3.blake3(b'{"position": 7}').hexdigest()},
+    ]
     assert marker["bytes"] == 1015
+    content = {key: value for key, value in marker.items() if key != "blake3"}  # the marker's own digest
+    assert marker["blake3"] == blake3.blake3(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()
+                                             ).hexdigest()
     [checkpoint] = manager.committed()
     assert (checkpoint.step, checkpoint.meta, checkpoint.bytes) == (123, {"loss": 2.5, "tokens": 4096}, 1015)
 
@@ -161,16 +170,169 @@ def test_damaged_folders_are_never_returned(tmp_path: Path):
     ]
 
 
-def test_checksums_are_optional_and_checked_by_verify(tmp_path: Path):
-    manager = CheckpointManager(tmp_path, checksums=True)
-    path = manager.save(1, _writer(1000), {})
-    entry = json.loads((path / MARKER).read_text())["files"][0]
-    assert entry == {"path": "model.bin", "bytes": 1000, "sha256": hashlib.sha256(b"m" * 1000).hexdigest()}
+# ------------------------------------------------------------------------------------------- checksums
+
+
+def _trainer_like(manager: CheckpointManager):
+    """What a trainer writes: two large files through ``open()`` (hashed while written), two small ones plainly."""
+    def write(folder: Path) -> None:
+        for name, size in (("model.pt", 300_000), ("optimizer.pt", 600_000)):
+            with manager.open(folder / name) as handle:
+                handle.write(bytes(range(256)) * (size // 256))
+        (folder / "rng-rank0.pt").write_bytes(b"r" * 5000)
+        (folder / "state").mkdir()
+        (folder / "state" / "loader.json").write_text('{"position": 32}')
+
+    return write
+
+
+def _flip_middle_byte(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+@pytest.mark.parametrize("name", ["model.pt", "optimizer.pt", "rng-rank0.pt", "state/loader.json"])
+def test_a_flipped_byte_in_any_file_skips_the_checkpoint(tmp_path: Path, monkeypatch, name):
+    manager = CheckpointManager(tmp_path)
+    first = manager.save(4, _trainer_like(manager), {"step": 4})
+    second = manager.save(8, _trainer_like(manager), {"step": 8})
+    size = (second / name).stat().st_size
+    _flip_middle_byte(second / name)
+    assert (second / name).stat().st_size == size
+
+    restarted = CheckpointManager(tmp_path)
+    hashers = []
+    real = checkpoint_module._hasher
+    monkeypatch.setattr(checkpoint_module, "_hasher", lambda: hashers.append(1) or real())
+    assert restarted.latest() == second and restarted.broken() == []  # listing: sizes only, nothing read
+    assert hashers == []
+    found, lines = restarted.newest_sound()
+    assert found.path == first and found.meta == {"step": 4} and found.checksummed
+    assert lines == [f"step-000008: {name}: checksum differs from COMMITTED.json; skipped"]
+    assert len(hashers) == 2 * 5  # both checkpoints read once: the marker and four files each
+    assert restarted.damaged == {second} and restarted.latest() == first
+    assert manager.verify(first) == []
+
+
+def test_digests_of_files_written_through_open_are_not_read_back(tmp_path: Path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    manager = CheckpointManager(tmp_path)
+    read_back = []
+    real = checkpoint_module.file_digest
+    monkeypatch.setattr(checkpoint_module, "file_digest", lambda path: read_back.append(path.name) or real(path))
+    state = {"weight": torch.arange(100_000, dtype=torch.float32).reshape(100, 1000), "step": 3}
+
+    def write(folder: Path) -> None:
+        with manager.open(folder / "model.pt") as handle:
+            torch.save(state, handle)  # torch.save writes a file object sequentially: write() calls only
+        with manager.open(folder / "grown.pt") as handle:
+            handle.write(b"x" * 100)
+        with open(folder / "grown.pt", "ab") as handle:  # changed after open() hashed it: read back
+            handle.write(b"y")
+        (folder / "small.json").write_text("{}")
+
+    path = manager.save(1, write, {})
+    assert sorted(read_back) == ["grown.pt", "small.json"]
+    files = {f["path"]: f["blake3"] for f in json.loads((path / MARKER).read_text())["files"]}
+    assert files == {name: blake3.blake3((path / name).read_bytes()).hexdigest() for name in files}
+    loaded = torch.load(path / "model.pt", weights_only=True)
+    assert torch.equal(loaded["weight"], state["weight"]) and loaded["step"] == 3
     assert manager.verify(path) == []
-    with open(path / "model.bin", "r+b") as handle:
-        handle.write(b"X")  # same size: sizes cannot see it, sha256 can
+
+
+def test_the_marker_is_checked_too(tmp_path: Path):
+    manager = CheckpointManager(tmp_path)
+    path = manager.save(1, _writer(1000), {"position": 32})
+    good = (path / MARKER).read_text()
+    (path / MARKER).write_text(good.replace('"position": 32', '"position": 33'))  # a resume elsewhere
     assert manager.latest() == path
-    assert manager.verify(path) == ["model.bin: sha256 differs"]
+    assert manager.verify(path) == ["COMMITTED.json: its content differs from its checksum"]
+
+    digest = blake3.blake3(b"m" * 1000).hexdigest()
+    (path / MARKER).write_text(good.replace(digest, digest[:-1] + ("0" if digest[-1] != "0" else "1")))
+    assert manager.verify(path) == ["COMMITTED.json: its content differs from its checksum",
+                                    "model.bin: checksum differs from COMMITTED.json"]
+
+    (path / MARKER).write_text(good.replace(f'"blake3": "{digest}"', f'"blake4": "{digest}"'))
+    assert manager.latest() is None  # a file without its digest: not a checkpoint of this format
+    assert manager.broken() == [(path, "COMMITTED.json has no checksum for model.bin")]
+
+
+def test_a_damaged_newest_checkpoint_never_pushes_out_the_one_resumed_from(tmp_path: Path):
+    manager = CheckpointManager(tmp_path, keep=2)
+    manager.save(4, _writer(1000), {})
+    manager.save(8, _writer(1000), {})
+    _flip_middle_byte(tmp_path / "step-000008" / "model.bin")
+
+    restarted = CheckpointManager(tmp_path, keep=2)
+    found, _ = restarted.newest_sound()
+    assert found.path.name == "step-000004"
+    restarted.save(6, _writer(1000), {})  # e.g. stopped by SIGTERM before step 8
+    # counting the damaged step 8 among the two kept would have deleted step 4: steps 6 and 8 (damaged) left
+    assert _names(tmp_path) == ["step-000004", "step-000006"]
+    restarted.save(8, _writer(1000), {})
+    assert _names(tmp_path) == ["step-000006", "step-000008"]
+    assert CheckpointManager(tmp_path).newest_sound() == (CheckpointManager(tmp_path).committed()[-1], [])
+
+    # the damaged step saved again: the new one replaces it and counts again
+    _flip_middle_byte(tmp_path / "step-000008" / "model.bin")
+    again = CheckpointManager(tmp_path, keep=2)
+    assert again.newest_sound()[0].path.name == "step-000006"
+    again.save(8, _writer(1000), {})
+    assert again.damaged == set() and _names(tmp_path) == ["step-000006", "step-000008"]
+    assert again.verify(tmp_path / "step-000008") == []
+
+
+def test_every_checkpoint_damaged_means_a_fresh_start(tmp_path: Path):
+    manager = CheckpointManager(tmp_path, keep=2)
+    for step in (1, 2):
+        manager.save(step, _writer(1000), {})
+        _flip_middle_byte(tmp_path / f"step-{step:06d}" / "model.bin")
+    restarted = CheckpointManager(tmp_path, keep=2)
+    assert restarted.newest_sound() == (None, ["step-000002: model.bin: checksum differs from COMMITTED.json; "
+                                               "skipped", "step-000001: model.bin: checksum differs from "
+                                               "COMMITTED.json; skipped"])
+    assert restarted.latest() is None
+    restarted.save(1, _writer(1000), {})  # the first save of the new start removes both
+    assert _names(tmp_path) == ["step-000001"] and restarted.verify(tmp_path / "step-000001") == []
+
+
+def _earlier_marker(path: Path, **extra) -> None:
+    """Rewrite a marker as the earlier version wrote it: format 1, sizes (and sha256 where asked for)."""
+    marker = json.loads((path / MARKER).read_text())
+    files = [{"path": f["path"], "bytes": f["bytes"], **{k: v(path / f["path"]) for k, v in extra.items()}}
+             for f in marker["files"]]
+    (path / MARKER).write_text(json.dumps({"format": "overton-checkpoint/1", "step": marker["step"],
+                                           "meta": marker["meta"], "files": files, "bytes": marker["bytes"],
+                                           "saved_at": marker["saved_at"]}, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_checkpoint_of_the_earlier_format_loads_on_its_sizes_with_a_note(tmp_path: Path):
+    manager = CheckpointManager(tmp_path)
+    older = manager.save(1, _writer(1000), {"step": 1})
+    path = manager.save(2, _writer(1000), {"step": 2})
+    _earlier_marker(path)
+    assert manager.latest() == path
+    found, lines = CheckpointManager(tmp_path).newest_sound()
+    assert found.path == path and found.meta == {"step": 2} and not found.checksummed
+    assert lines == ["note: step-000002 was written by an earlier version without checksums: its file sizes "
+                     "are checked, not their contents"]
+    _flip_middle_byte(path / "model.bin")  # what sizes cannot see
+    assert CheckpointManager(tmp_path).newest_sound()[0].path == path
+    with open(path / "model.bin", "r+b") as handle:
+        handle.truncate(10)
+    assert CheckpointManager(tmp_path).newest_sound() == (CheckpointManager(tmp_path).committed()[0], [])
+    assert CheckpointManager(tmp_path).committed()[0].path == older
+
+    # with checksums=True the earlier version recorded sha256: it is checked
+    _earlier_marker(older, sha256=lambda file: hashlib.sha256(file.read_bytes()).hexdigest())
+    assert CheckpointManager(tmp_path).newest_sound()[1] == []
+    _flip_middle_byte(older / "model.bin")
+    assert CheckpointManager(tmp_path).newest_sound() == (
+        None, ["step-000001: model.bin: checksum differs from COMMITTED.json; skipped"])
 
 
 # ----------------------------------------------------------------------------------------- real kills
