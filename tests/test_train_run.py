@@ -235,6 +235,30 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_a_flipped_byte_in_the_newest_checkpoint_is_found_and_the_one_before_resumed(base, reference, tmp_path: Path):
+    ws, returncode, _, _ = interrupted(base, tmp_path / "ws", 8, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    older, newest = committed(ws)[-2:]
+    model = ws / "train" / "checkpoints" / newest / "model.pt"
+    size = model.stat().st_size
+    with open(model, "r+b") as handle:  # silent damage: the size stays, sizes cannot see it
+        handle.seek(size // 2)
+        byte = handle.read(1)
+        handle.seek(size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert model.stat().st_size == size
+
+    done = run(ws)
+    assert done.returncode == 0, done.stderr
+    assert f"{newest}: model.pt: checksum differs from COMMITTED.json; skipped\n" in done.stdout
+    assert re.search(rf"^{older}: checksums verified \(\d\.\d MB in \d+\.\d s\)$", done.stdout, re.MULTILINE)
+    assert f"resuming at step {int(older[5:])}:" in done.stdout
+    assert losses(ws) == losses(reference)  # not one step trained from the damaged weights
+    expected, got = weights(reference), weights(ws)
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    assert committed(ws) == ["step-000036", "step-000040"]
+
+
 def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(base, tmp_path: Path):
     """A wider model (80 MB checkpoints) so that a save lasts long enough to be killed in the middle of it."""
     write_gptj_config(base / "wide.json", vocab_size=400, eos_id=0, n_layer=2, n_embd=512, n_head=8)

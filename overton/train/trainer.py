@@ -12,8 +12,9 @@ What makes it resumable:
 * a checkpoint (``overton.train.checkpoint``: atomic, committed by a marker, rotated) holds the model,
   AdamW and scheduler states, each rank's RNG states and the loader's state: the step (the position in
   the global stream is ``step * global_batch``) and the dataset segments read so far. Same command after
-  a crash, a kill or a preemption: the newest committed checkpoint is loaded and the run goes on with the
-  sequences an uninterrupted run would have seen next, on any number of processes with the same global batch;
+  a crash, a kill or a preemption: the newest committed checkpoint whose files match their checksums is
+  loaded and the run goes on with the sequences an uninterrupted run would have seen next, on any number
+  of processes with the same global batch;
 * SIGTERM (what preemptible machines get before they stop) and SIGINT finish the current step, save a
   checkpoint and exit 0; every rank stops at the same step (the flag is reduced over ranks each step);
 * the disk is checked before the first step (``K + 1`` checkpoints and the export must fit) and before
@@ -43,7 +44,7 @@ from overton.corpus.config import TrainConfig
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.train.budget import GPUS, ModelShape, flops_per_token
-from overton.train.checkpoint import CheckpointManager, estimate_checkpoint_bytes
+from overton.train.checkpoint import CheckpointManager, estimate_checkpoint_bytes, human_bytes
 from overton.train.data import SequenceDataset
 from overton.train.distributed import Distributed
 from overton.train.loader import Layout, PackedStream, Tokenizer, eval_batches
@@ -209,30 +210,43 @@ class Run:
             return str(self.manager.begin(step))
 
         tmp = Path(self._on_main(begin))
-        torch.save(_rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")
-        if self.dist.main:
-            torch.save(self.unwrapped.state_dict(), tmp / "model.pt")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")  # small: rank 0's commit hashes it
+        if self.dist.main:  # hashed as they are written, so the commit does not read them back
+            for name, state in (("model.pt", self.unwrapped.state_dict()),
+                                ("optimizer.pt", self.optimizer.state_dict()),
+                                ("scheduler.pt", self.scheduler.state_dict())):
+                with self.manager.open(tmp / name) as handle:
+                    torch.save(state, handle)
         self.dist.barrier()
         return Path(self._on_main(lambda: str(self.manager.commit(tmp, step, self._meta(step)))))
 
     def resume(self) -> int | None:
-        """Load the newest committed checkpoint; its step, or None on a fresh start."""
-        def find() -> str | None:
+        """Load the newest committed checkpoint whose checksums match; its step, or None on a fresh start.
+
+        Rank 0 alone lists and verifies the checkpoints (reading the newest back, once) and sends every
+        rank the folder to load and its meta, so the ranks cannot load different ones.
+        """
+        def find() -> tuple[str, dict] | None:
             removed = self.manager.clean_stale()
             for path, reason in self.manager.broken():
                 print(f"skipping checkpoint {path.name}: {reason}")
             if removed:
                 print(f"removed {len(removed)} unfinished checkpoint folder(s) of an interrupted save")
-            latest = self.manager.latest()
-            return str(latest) if latest else None
+            began = time.perf_counter()
+            checkpoint, lines = self.manager.newest_sound()
+            for line in lines:
+                print(line)
+            if checkpoint is None:
+                return None
+            if checkpoint.checksummed:
+                print(f"{checkpoint.path.name}: checksums verified ({human_bytes(checkpoint.bytes)} in "
+                      f"{time.perf_counter() - began:.1f} s)")
+            return str(checkpoint.path), checkpoint.meta
 
         found = self._on_main(find)
         if found is None:
             return None
-        path = Path(found)
-        meta = next(c.meta for c in self.manager.committed() if c.path == path)
+        path, meta = Path(found[0]), found[1]
         s = self.settings
         for key, now in (("global_batch", s.global_batch), ("seq_len", s.seq_len), ("seed", s.seed),
                          ("tokenizer", self.tokenizer.fingerprint)):
