@@ -1,4 +1,5 @@
-"""The ``overton`` command. Mistakes the user can fix print one line and exit 2."""
+"""The ``overton`` command. Mistakes the user can fix print one line and exit 2; a job that refused to go on
+(a damaged file it was about to trust) prints one line and exits 1."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 from overton import __version__
-from overton.corpus.errors import UserError
+from overton.corpus.errors import Refused, UserError
 from overton.corpus.workspace import RunRecord, Workspace
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -267,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"overton: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Refused as exc:
+        print(f"overton: error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
     except KeyboardInterrupt:
         print("overton: interrupted", file=sys.stderr)
         return 130
