@@ -16,7 +16,6 @@ killed and resumed build is byte-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -32,9 +31,10 @@ from tqdm import tqdm
 
 from overton import __version__
 from overton.corpus.atomic import atomic_path, read_json, remove_temporaries, sha256_file, write_json
+from overton.corpus.checksums import CACHE_FILE, ChecksumCache
 from overton.corpus.config import Config, QualityCuratedConfig, QualityWebConfig, ShardConfig
 from overton.corpus.dataset import FORMAT, MANIFEST, Version, list_versions, version_name, version_number
-from overton.corpus.errors import UserError
+from overton.corpus.errors import Refused, UserError
 from overton.corpus.shards import ShardWriter, row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.checks import Admission, TooLarge
@@ -307,19 +307,21 @@ class _Finalizer:
         return pairs
 
     def _link_parent(self) -> list[dict[str, Any]]:
-        """A version is a complete dataset: the parent's files are hard links, never rewritten."""
+        """A version is a complete dataset: the parent's files are hard links, never rewritten. Each is checked
+        against the parent's manifest as it is linked (its sha256 remembered by inode in state/), so a damaged
+        parent stops the build here instead of being carried into this version and every later one."""
         if self.parent is None:
             return []
-        entries = []
-        for entry in self.parent.manifest["files"]:
-            target = self.out / entry["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(self.parent.file_path(entry), target)
-            except OSError:
-                shutil.copy2(self.parent.file_path(entry), target)
-            entries.append(dict(entry))
-        return entries
+        state = Workspace(self.out.parents[2]).state  # the workspace of datasets/<name>/<version>
+        with ChecksumCache(state / CACHE_FILE) as cache:
+            damaged = self.parent.link_into(self.out, cache)
+        if damaged:
+            shutil.rmtree(self.out)
+            more = f" (and {len(damaged) - 1} more: `overton verify {self.parent.path}` lists them)" \
+                if len(damaged) > 1 else ""
+            raise Refused(f"{self.parent.path}/{damaged[0]}{more}; the parent version is damaged: restore it from a "
+                          "backup or a published copy, or rebuild from raw (`overton build` in a new workspace)")
+        return [dict(entry) for entry in self.parent.manifest["files"]]
 
     def _next_index(self, kind: str, source: str | None = None) -> int:
         if self.parent is None:

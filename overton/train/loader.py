@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,16 +40,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from overton.corpus.atomic import atomic_path
+from overton.corpus.dataset import Version, open_versions
 from overton.corpus.errors import UserError
 
-_VERSION = re.compile(r"^v\d{4}$")
 _INDEX_COLUMNS = ["id", "source", "published_at", "speakers"]
 
 
@@ -100,60 +98,15 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=False)
 
 
-# ---------------------------------------------------------------- dataset versions through fsspec
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    url: str  # the version folder
-    name: str
-    files: tuple[dict[str, Any], ...]  # manifest entries of kind "data"
-
-    def open(self, entry: dict[str, Any]):
-        fs, root = fsspec.core.url_to_fs(self.url)
-        return fs.open(f"{root.rstrip('/')}/{entry['path']}", "rb")
-
-
-def _manifest(fs, folder: str) -> dict[str, Any] | None:
-    try:
-        with fs.open(f"{folder}/manifest.json", "rb") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-
-
-def open_versions(url: str) -> list[VersionRef]:
-    """The committed versions at ``url``: a version folder (just it) or a dataset folder (all, oldest first)."""
-    fs, root = fsspec.core.url_to_fs(url)
-    root = root.rstrip("/")
-    manifest = _manifest(fs, root)
-    if manifest is not None:
-        return [VersionRef(url.rstrip("/"), manifest["version"], tuple(f for f in manifest["files"]
-                                                                         if f["kind"] == "data"))]
-    versions = []
-    try:
-        children = sorted(fs.ls(root, detail=False))
-    except FileNotFoundError:
-        raise UserError(f"{url}: no such dataset folder") from None
-    for child in children:
-        name = child.rstrip("/").rsplit("/", 1)[-1]
-        if _VERSION.match(name) and (manifest := _manifest(fs, f"{root}/{name}")) is not None:
-            versions.append(VersionRef(f"{url.rstrip('/')}/{name}", name,
-                                       tuple(f for f in manifest["files"] if f["kind"] == "data")))
-    if not versions:
-        raise UserError(f"{url}: no committed dataset version (no manifest.json)")
-    return versions
-
-
 # ---------------------------------------------------------------- the token index
 
 
-def _index_path(cache: Path, version: VersionRef, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer) -> Path:
+def _index_path(cache: Path, version: Version, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer) -> Path:
     key = hashlib.sha256(json.dumps([[e["path"], e["sha256"]] for e in entries]).encode()).hexdigest()[:16]
     return cache / f"tokens-{version.name}-{key}-{tokenizer.fingerprint}.parquet"
 
 
-def token_index(version: VersionRef, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer,
+def token_index(version: Version, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer,
                 cache: Path) -> pa.Table:
     """One row per document of ``entries``: file, row group, row, tokens (with EOS), id, source, date, speakers.
 
@@ -165,7 +118,7 @@ def token_index(version: VersionRef, entries: tuple[dict[str, Any], ...], tokeni
         return pq.read_table(path)
     pieces = []
     for number, entry in enumerate(entries):
-        with version.open(entry) as handle:
+        with version.open_file(entry) as handle:
             parquet = pq.ParquetFile(handle)
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=["text", *_INDEX_COLUMNS])
@@ -265,7 +218,8 @@ class PackedStream:
             self.segments = [Segment(**s) for s in segments]
         else:
             first = versions[-1]
-            self.segments = [Segment(first.name, [f["path"] for f in first.files], 1 if evaluation else epochs)]
+            self.segments = [Segment(first.name, [f["path"] for f in first.files("data")],
+                                     1 if evaluation else epochs)]
         self._epochs: dict[tuple[int, int], _Epoch] = {}
         self._units: dict[tuple[int, int], _Unit] = {}  # the row groups being read: at most two
 
@@ -279,14 +233,17 @@ class PackedStream:
         if key not in self._epochs:
             seg = self.segments[segment]
             version = self._version(seg.version)
-            entries = tuple(f for f in version.files if f["path"] in set(seg.paths))
+            paths = set(seg.paths)
+            entries = tuple(f for f in version.files("data") if f["path"] in paths)
             index = token_index(version, entries, self.tokenizer, self.cache)
             self._epochs[key] = _Epoch(self, version, entries, index, segment, epoch)
         return self._epochs[key]
 
-    def _version(self, name: str) -> VersionRef:
+    def _version(self, name: str) -> Version:
         if name not in self.versions:
-            self.versions.update((v.name, v) for v in open_versions(self.url))
+            self.versions = {v.name: v for v in open_versions(self.url)}  # oldest first
+        if name not in self.versions:
+            raise UserError(f"{self.url}: version {name}, which this run has read, is gone")
         return self.versions[name]
 
     def locate(self, g: int) -> tuple[int, int, int]:
@@ -314,11 +271,13 @@ class PackedStream:
         known = {p for s in self.segments for p in s.paths}
         last = self.segments[-1].version
         while True:
-            newer = [v for v in open_versions(self.url) if v.name > last]
+            self.versions = {v.name: v for v in open_versions(self.url)}  # oldest first, perhaps a newer one
+            self._version(last)
+            names = list(self.versions)
+            newer = names[names.index(last) + 1:]
             if newer:
-                version = newer[0]
-                self.versions[version.name] = version
-                self.segments.append(Segment(version.name, [f["path"] for f in version.files
+                version = self.versions[newer[0]]
+                self.segments.append(Segment(version.name, [f["path"] for f in version.files("data")
                                                             if f["path"] not in known], 1))
                 return
             time.sleep(self.poll_seconds)
@@ -343,7 +302,7 @@ class PackedStream:
 class _Epoch:
     """One epoch of one segment: unit order, document order, cumulative token counts."""
 
-    def __init__(self, stream: PackedStream, version: VersionRef, entries, index: pa.Table, segment: int,
+    def __init__(self, stream: PackedStream, version: Version, entries, index: pa.Table, segment: int,
                  epoch: int):
         self.stream, self.version, self.entries = stream, version, entries
         keep, held = stream.selection.masks(index)
@@ -378,7 +337,7 @@ class _Epoch:
         key = (id(self), u)
         if key not in cache:
             file, group, rows, counts = self.units[u]
-            with self.version.open(self.entries[file]) as handle:
+            with self.version.open_file(self.entries[file]) as handle:
                 texts = pq.ParquetFile(handle).read_row_group(group, columns=["text"]).column("text")
             while len(cache) >= 2:
                 del cache[next(iter(cache))]
