@@ -33,10 +33,10 @@ def _workspace(args) -> Workspace:
     return Workspace.open(Path(args.workspace))
 
 
-def _target(args) -> Path:
-    """The PATH argument, or the workspace's dataset (its latest version) when none is given."""
+def _target(args) -> Path | str:
+    """The PATH argument (a local path or an fsspec URL), or the workspace's dataset (its latest version)."""
     if args.path:
-        return Path(args.path)
+        return args.path if "://" in args.path else Path(args.path)
     workspace = _workspace(args)
     return workspace.dataset_dir(workspace.config().dataset.name)
 
@@ -120,20 +120,36 @@ def cmd_build(args) -> int:
     return EXIT_OK
 
 
+def _damaged(version, problems: list[str], checked: str) -> int:
+    """Print one line per file of ``version`` that differs from its manifest, then the verdict; exit 1."""
+    for problem in problems:
+        print(f"{version.url}/{problem}", file=sys.stderr)
+    print(f"FAILED: {len(problems)} of {len(version.manifest['files'])} files differ from the manifest ({checked})")
+    return EXIT_PARTIAL
+
+
 def cmd_inspect(args) -> int:
     from pyarrow import ArrowException
 
-    from overton.corpus.dataset import Version
+    from overton.corpus.dataset import Version, version_of
     from overton.corpus.report import describe_shard, describe_version
 
-    path = _target(args)
-    if path.is_file() and path.suffix == ".parquet":
+    target = _target(args)
+    if isinstance(target, Path) and target.is_file() and target.suffix == ".parquet":
+        owner = version_of(target)
+        if owner:
+            owner[0].ensure(owner[1])
         try:
-            lines = describe_shard(path, args.docs)
+            lines = describe_shard(target, args.docs, owner[0] if owner else None)
         except (OSError, ArrowException) as exc:
-            raise UserError(f"{path}: not a readable Parquet file: {exc}") from None
+            raise UserError(f"{target}: not a readable Parquet file: {exc}") from None
     else:
-        lines = describe_version(Version.open(path), args.docs)
+        version = Version.open(target)
+        problems = [f"{entry['path']}: {problem}" for entry in version.manifest["files"]
+                    if (problem := version.check(entry, checksum=False))]
+        if problems:
+            return _damaged(version, problems, "sizes checked; `overton verify` compares the checksums too")
+        lines = describe_version(version, args.docs)
     print("\n".join(lines))
     return EXIT_OK
 
@@ -143,12 +159,9 @@ def cmd_verify(args) -> int:
 
     version = Version.open(_target(args))
     problems = version.verify()
-    for problem in problems:
-        print(f"{version.path}: {problem}", file=sys.stderr)
     if problems:
-        print(f"FAILED: {len(problems)} of {len(version.manifest['files'])} files differ from the manifest")
-        return EXIT_PARTIAL
-    print(f"ok: {len(version.manifest['files'])} files match {version.path / 'manifest.json'}")
+        return _damaged(version, problems, "sizes and sha256 checked")
+    print(f"ok: {len(version.manifest['files'])} files match {version.url}/manifest.json")
     return EXIT_OK
 
 

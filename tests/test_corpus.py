@@ -20,7 +20,7 @@ from overton.cli import main
 from overton.corpus.atomic import is_temporary, write_json
 from overton.corpus.config import TEMPLATE, Config, parse_config
 from overton.corpus.dataset import FORMAT, Version, list_versions
-from overton.corpus.errors import UserError
+from overton.corpus.errors import Refused, UserError
 from overton.corpus.schema import DOCUMENT_SCHEMA, documents_to_batch, make_id, text_sha256
 from overton.corpus.shards import ShardSettings, ShardWriter, iter_batches
 from overton.corpus.workspace import Workspace
@@ -157,6 +157,106 @@ def test_a_version_without_manifest_does_not_exist(tmp_path: Path):
     assert list_versions(version.path.parent) == []
     with pytest.raises(UserError, match="no committed version"):
         Version.open(version.path.parent)
+
+
+def _rename_title_column(shard: Path) -> None:
+    """Flip one bit of the footer's schema: Parquet then reads column ``title`` as ``titld``, without an error."""
+    data = bytearray(shard.read_bytes())
+    data[data.index(b"title") + 4] ^= 0x01
+    shard.write_bytes(bytes(data))
+    assert "titld" in pq.ParquetFile(shard).schema_arrow.names
+
+
+def test_inspect_of_a_shard_checks_it_against_its_version(tmp_path: Path, capsys):
+    version = _version(tmp_path)
+    shard = version.path / "data" / "test" / "part-00000.parquet"
+    assert main(["inspect", str(shard)]) == 0
+    assert f"  sha256 matches {version.path}/manifest.json\n" in capsys.readouterr().out
+    loose = tmp_path / "loose.parquet"
+    loose.write_bytes(shard.read_bytes())
+    assert main(["inspect", str(loose)]) == 0
+    assert "  not a file of a dataset version: no checksum to compare\n" in capsys.readouterr().out
+
+    _rename_title_column(shard)
+    assert main(["inspect", str(shard)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"overton: error: {shard}: sha256 differs from manifest; the version is damaged "
+                            f"(`overton verify {version.path}` checks every file)\n")
+
+
+def test_inspect_of_a_version_checks_every_size_and_hashes_what_it_reads(tmp_path: Path, capsys):
+    version = _version(tmp_path)
+    shard = version.path / "data" / "test" / "part-00000.parquet"
+    good = shard.read_bytes()
+    assert main(["inspect", str(version.path)]) == 0
+    out = capsys.readouterr().out
+    assert "Titre 0" in out and "  checked: the size of all 1 files, the sha256 of the 1 read" in out
+
+    _rename_title_column(shard)  # same size: the hash of the file read for its documents catches it
+    assert main(["inspect", str(version.path)]) == 1
+    assert capsys.readouterr().err.startswith(f"overton: error: {shard}: sha256 differs from manifest;")
+    assert main(["inspect", str(version.path), "--docs", "0"]) == 0  # nothing read, nothing hashed: sizes match
+    assert "the sha256 of the 0 read" in capsys.readouterr().out
+
+    shard.write_bytes(good[:-100])  # a truncated copy
+    assert main(["inspect", str(version.path), "--docs", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"{shard}: size {len(good) - 100} != {len(good)} in manifest\n"
+    assert captured.out.startswith("FAILED: 1 of 1 files differ from the manifest (sizes checked;")
+    shard.unlink()
+    assert main(["inspect", str(version.path)]) == 1
+    assert capsys.readouterr().err == f"{shard}: missing\n"
+
+
+def test_a_version_behind_an_fsspec_url_is_read_and_guarded_like_a_local_one(tmp_path: Path, capsys):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    local = _version(tmp_path)
+    files = {p.relative_to(local.path).as_posix(): p.read_bytes() for p in local.path.rglob("*") if p.is_file()}
+    try:
+        for name in ("v0002", "v10000"):  # numbered past 9999: sorted by number, not by spelling
+            for relative, data in files.items():
+                memory.pipe(f"/corpus-test/d/{name}/{relative}", data)
+        memory.pipe("/corpus-test/d/v0003/data/test/part-00000.parquet", b"no manifest: not a version")
+        assert list_versions("memory://corpus-test/d") == ["v0002", "v10000"]
+        remote = Version.open("memory://corpus-test/d")
+        assert (remote.name, remote.url, remote.local) == ("v10000", "memory://corpus-test/d/v10000", False)
+        assert remote.verify() == []
+        ids = [row["id"] for batch in remote.iter_batches("data", ["id"]) for row in batch.to_pylist()]
+        assert ids == [f"test:{i}" for i in range(5)]
+        assert main(["verify", "memory://corpus-test/d/v0002"]) == 0
+        assert "ok: 1 files match memory://corpus-test/d/v0002/manifest.json" in capsys.readouterr().out
+
+        shard = "/corpus-test/d/v10000/data/test/part-00000.parquet"
+        memory.pipe(shard, files["data/test/part-00000.parquet"][:-1])
+        with pytest.raises(Refused, match=r"v10000/data/test/part-00000.parquet: size \d+ != \d+ in manifest"):
+            next(remote.iter_batches("data"))
+        manifest = json.loads(files["manifest.json"])
+        manifest["files"][0]["path"] = "data/../../v0002/data/test/part-00000.parquet"
+        memory.pipe("/corpus-test/d/v10000/manifest.json", json.dumps(manifest).encode())
+        assert main(["verify", "memory://corpus-test/d"]) == 2
+        assert "outside the version folder" in capsys.readouterr().err
+    finally:
+        memory.rm("/corpus-test", recursive=True)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m.pop("files"), "'files' is not a list"),
+    (lambda m: m["files"][0].pop("sha256"), "files[0] needs a path, a kind, bytes and a sha256"),
+    (lambda m: m["files"][0].update(bytes="7"), "files[0] needs a path, a kind, bytes and a sha256"),
+    (lambda m: m.update(format="overton.dataset/2"), "not an overton manifest (expected format"),
+])
+def test_a_malformed_manifest_is_one_line(tmp_path: Path, capsys, change, message: str):
+    version = _version(tmp_path)
+    manifest = json.loads((version.path / "manifest.json").read_text())
+    change(manifest)
+    (version.path / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(version.path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"overton: error: {version.path}/manifest.json: {message}" + err.split(message, 1)[1]
+    assert err.count("\n") == 1
 
 
 def test_config_template_holds_every_setting_with_its_default():

@@ -41,25 +41,37 @@ def _document_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def describe_version(version: Version, documents: int = 3) -> list[str]:
+    """Files, counts and the first documents. The caller has checked every file's size; a file read for its
+    documents is hashed first (a flipped byte can read as another column or value, not as an error)."""
     manifest = version.manifest
     data, rejected = version.files("data"), version.files("rejected")
     lines = [
-        f"{version.path}  ({manifest['name']} {manifest['version']}, parent: {manifest['parent'] or 'none'})",
+        f"{version.url}  ({manifest['name']} {manifest['version']}, parent: {manifest['parent'] or 'none'})",
         f"  files: {len(data)} data ({human_bytes(sum(f['bytes'] for f in data))}), "
         f"{len(rejected)} rejected ({human_bytes(sum(f['bytes'] for f in rejected))})",
         *counts_table(manifest["counts"]),
     ]
-    if documents and data:
-        rows = []
-        for batch in version.iter_batches("data", columns=["id", "title", "text"]):
+    rows: list[dict[str, Any]] = []
+    hashed = 0
+    for entry in data:
+        if len(rows) >= documents:
+            break
+        version.ensure(entry)
+        hashed += 1
+        for batch in version.batches(entry, columns=["id", "title", "text"]):
             rows += batch.slice(0, documents - len(rows)).to_pylist()
             if len(rows) >= documents:
                 break
+    if rows:
         lines += ["  first documents:", *_document_lines(rows)]
+    lines.append(f"  checked: the size of all {len(manifest['files'])} files, the sha256 of the {hashed} read "
+                 "(`overton verify` hashes every file)")
     return lines
 
 
-def describe_shard(path: Path, documents: int = 3) -> list[str]:
+def describe_shard(path: Path, documents: int = 3, version: Version | None = None) -> list[str]:
+    """Rows, columns, sources and the first documents of one Parquet file; ``version``: the dataset version whose
+    manifest lists it, against which the caller has checked it."""
     parquet = pq.ParquetFile(path)
     metadata = parquet.metadata
     by_source: Counter[str] = Counter()
@@ -69,6 +81,8 @@ def describe_shard(path: Path, documents: int = 3) -> list[str]:
     lines = [
         f"{path}  ({metadata.num_rows} rows in {metadata.num_row_groups} row groups, "
         f"{human_bytes(path.stat().st_size)})",
+        f"  sha256 matches {version.url}/manifest.json" if version else "  not a file of a dataset version: no "
+        "checksum to compare",
         "  columns: " + ", ".join(parquet.schema_arrow.names),
         *(f"  {source}: {n}" for source, n in sorted(by_source.items())),
     ]
