@@ -180,7 +180,7 @@ def cmd_train(args) -> int:
     if args.dry_run:
         from overton.train.dryrun import dry_run
 
-        print("\n".join(dry_run(workspace, settings)))
+        print("\n".join(dry_run(workspace, settings, args.model_size)))
         return EXIT_OK
     from overton.train.trainer import Diverged, train
 
@@ -226,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
     sub = command("ingest", cmd_ingest, "import your own files (jsonl, json, gptj, csv, parquet, text) into raw/")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
+    if args.model_size:
+        raise UserError("--model-size sizes a --dry-run only: overton train trains [train] model or from_config")
     sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text"],
                      help="input format (default: from each file's extension)")
     sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files (default utf-8)")
@@ -291,3 +293,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    sub.add_argument("--model-size", metavar="SIZE", help="dry run without a model config: a known GPT-J shape, "
+                     "125M, 350M, 1.3B, 2.7B or 6B, or a parameter count such as 6e9 (the nearest shape)")

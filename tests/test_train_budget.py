@@ -1,9 +1,18 @@
-"""Training budget: parameter counts, FLOPs and MFU, memory verdicts, time and cost, checkpoints and disk."""
+"""Training budget: parameter counts, FLOPs and MFU, memory verdicts, time and cost, checkpoints and disk; and
+``overton train --dry-run`` in a fresh workspace, with and without a tokenizer and a model config."""
 
 from __future__ import annotations
 
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from overton.corpus.config import set_setting
+from overton.corpus.dataset import Version
 from overton.corpus.errors import UserError
 from overton.train.budget import (
     DEEPSPEED_BF16,
@@ -13,16 +22,28 @@ from overton.train.budget import (
     GPTJ_6B,
     GPU,
     GPUS,
+    SIZES,
     ModelShape,
+    _hours,
     activation_bytes,
     flops_per_token,
     gpu,
+    known_model,
     memory_full,
     memory_lora,
+    memory_trainer,
     mfu,
+    model_size,
     plan,
     train_hours,
 )
+from overton.train.dryrun import CHARS_PER_TOKEN
+from overton.train.loader import PackedStream, Tokenizer
+from overton.train.sources import selection
+from overton.train.tiny import train_tokenizer
+from tests.train_fixtures import documents, sample_workspace
+
+BIN = Path(sys.executable).parent
 
 # config.json of Cedille/fr-boris as transformers writes it (GPT-J 6B shapes, defaults left out or spelled out).
 FR_BORIS_CONFIG = {
@@ -223,17 +244,195 @@ def test_lines_say_the_verdicts():
     text = "\n".join(_a100_plan().lines())
     assert "6,050,882,784 parameters" in text and "6,053,381,344" in text
     assert "36.48 GFLOP/token" in text
-    assert "full fine-tuning does not fit on one A100-40GB" in text
+    assert "full fine-tuning does not fit on one A100-40GB (112.7 GiB > 36.0 GiB usable)" in text
     assert "nor sharded over 2 GPUs without CPU offload" in text
     assert "96.8 GB / 2 = 48.4 GB" in text
-    assert "LoRA r=8 (12.2 GiB per GPU)" in text
-    assert "ZeRO-3 with the optimizer offloaded to CPU" in text
-    assert "4 x A100-40GB" in text and "2 x A100-80GB" in text and "1 x H200-141GB" in text
+    assert "overton train cannot run it on 2 x A100-40GB" in text
+    assert "LoRA r=8 (12.2 GiB per GPU, not available in this version)" in text
+    assert "ZeRO-3 with the optimizer offloaded to CPU (7.3 GiB per GPU, 90.2 GiB of host RAM, not available" in text
+    assert "the whole model and AdamW on each GPU) fits on: 1 x H200-141GB (12.8 h)" in text
+    assert ("full fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB "
+            "(10.1 h), 2 x A100-80GB (20.3 h), 2 x H100-80GB (6.4 h)") in text
     assert "96.8 GB each" in text and "NOT ENOUGH" in text
-    assert "20.3 h, 40.6 GPU-hours, 44.65 EUR" in text
+    assert "20.3 h, 40.6 GPU-hours, 44.65 EUR; LoRA (24.79 GFLOP/token, not available in this version) 13.8 h" in text
     lines = _a100_plan().lines()
     assert any(line.strip().startswith("full, ZeRO-3/FSDP over 2") and "DOES NOT FIT" in line for line in lines)
-    assert any(line.strip().startswith("LoRA r=8") and line.rstrip().endswith("fits") for line in lines)
+    assert any(line.strip().startswith("LoRA r=8") and line.rstrip().endswith("fits; not available in this version")
+               for line in lines)
     sharded = "\n".join(_a100_plan(gpus=8, gpu_name="A100-80GB").lines())
-    assert "it fits sharded over 8 GPUs" in sharded
+    assert "it fits sharded over 8 GPUs" in sharded and "ZeRO-3/FSDP, not available in this version" in sharded
     assert "disk: not checked" in "\n".join(_a100_plan(disk_free_bytes=None).lines())
+
+
+def test_every_way_overton_train_cannot_run_is_marked_not_available():
+    for report in (_a100_plan(), _a100_plan(gpus=8, gpu_name="A100-80GB"), _a100_plan(gpus=1, gpu_name="H200-141GB"),
+                   _a100_plan(gpus=4, gpu_name="H100-80GB", global_batch=32)):
+        rows = [line.strip() for line in report.lines() if line.startswith("  ") and "GiB  " in line]
+        assert len(rows) == (5 if report.gpus > 1 else 3)
+        for row in rows:
+            runs = row.startswith("overton train")
+            assert row.endswith("not available in this version") is not runs, row
+        for line in report.lines():
+            for way in ("LoRA", "ZeRO-3", "FSDP"):  # wherever another way is named, it is marked
+                if way in line and not line.startswith("  (overton train"):
+                    assert "not available in this version" in line or "DOES NOT FIT" in line, line
+
+
+# --------------------------------------------------------------------------- what overton train holds
+
+
+def test_memory_of_overton_train():
+    p = GPTJ_6B.total_params
+    one = memory_trainer(GPTJ_6B, 1024, 1)
+    assert one.weights + one.grads + one.optimizer == 16 * p and one.buckets == 0 and one.runs
+    # 6B: AdamW's foreach step (4 B/param) outweighs activations + bf16 weight copies (0.9 + 10.9 GiB).
+    assert one.activations + 2 * GPTJ_6B.matmul_weight_params < 4 * p
+    assert one.total == 20 * p and round(one.total / GIB, 1) == 112.7
+    ddp = memory_trainer(GPTJ_6B, 1024, 1, gpus=2)
+    assert ddp.buckets == 4 * p and ddp.total == 24 * p and round(ddp.total / GIB, 1) == 135.2
+    # The toy at a long sequence: activations dominate, plus the bf16 copy of every matmul weight.
+    toy = memory_trainer(TOY, 16, 64, checkpointing=False)
+    act = activation_bytes(TOY, 16, 64, checkpointing=False)
+    assert act > 4 * TOY.total_params
+    assert toy.total == 16 * TOY.total_params + act + 2 * TOY.matmul_weight_params
+
+
+def test_verdicts_say_what_overton_train_runs():
+    h200 = _a100_plan(gpus=1, gpu_name="H200-141GB", global_batch=32)
+    assert h200.trainer_fits
+    assert h200.verdict() == "overton train fits: full fine-tuning on one H200-141GB (112.7 GiB <= 126.4 GiB usable)"
+    # Two H200: one holds it, but DDP's buckets (4 B/param) do not fit beside it.
+    two = _a100_plan(gpus=2, gpu_name="H200-141GB", global_batch=32)
+    assert two.full_single_fits and not two.trainer_fits
+    assert two.verdict().startswith("full fine-tuning fits on one H200-141GB (112.7 GiB), not with DDP over 2 "
+                                    "(135.2 GiB > 126.4 GiB usable")
+    assert two.verdict().endswith("; overton train runs it on one H200-141GB only")
+    small = plan(SIZES["125M"], 10**6, gpus=4, gpu_name="A100-40GB", global_batch=8)
+    assert small.verdict().startswith("overton train fits: full fine-tuning on each of 4 x A100-40GB with DDP")
+    assert "fits on 4 x A100-40GB: full fine-tuning with overton train (" in "\n".join(small.lines())
+
+
+# ------------------------------------------------------------------------ shapes without a config
+
+
+def test_model_sizes():
+    assert model_size("6B") == (GPTJ_6B, "the 6B shape")
+    assert model_size("6b")[0] is GPTJ_6B and model_size("6e9")[0] is GPTJ_6B
+    assert model_size("6050882784") == (GPTJ_6B, "the 6B shape")
+    shape, how = model_size("125M")
+    assert (shape.n_layer, shape.n_embd, shape.n_head, shape.vocab_size) == (12, 768, 12, 50400)
+    assert shape.total_params == 162_465_504
+    assert model_size("3B") == (SIZES["2.7B"], "the 2.7B shape, the nearest to 3,000,000,000")
+    for bad, message in (("abc", "give a size"), ("0", "give a size"), ("-1", "give a size"),
+                         ("20B", "no known GPT-J shape within a factor 2 of 20,000,000,000")):
+        with pytest.raises(UserError, match=message):
+            model_size(bad)
+    assert known_model("EleutherAI/gpt-j-6B").total_params == GPTJ_6B.total_params
+    assert known_model("Cedille/fr-boris").name == "Cedille/fr-boris"
+    assert known_model("gpt2") is None
+
+
+def test_durations_under_an_hour_are_minutes():
+    assert _hours(0.7) == "42 min" and _hours(0.004) == "under 1 min" and _hours(59.4 / 60) == "59 min"
+    assert _hours(0.9999) == "1.0 h" and _hours(20.3) == "20.3 h" and _hours(100) == "100 h (4.2 days)"
+
+
+# ---------------------------------------------------------------------------------------- the dry run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A fresh workspace (overton.toml as `overton init` writes it: no tokenizer, no model) with the sample built."""
+    return sample_workspace(tmp_path_factory.mktemp("dryrun") / "ws").root
+
+
+def _copy(built: Path, where: Path, **train: str) -> Path:
+    shutil.copytree(built, where, ignore=shutil.ignore_patterns("runs"))
+    text = (where / "overton.toml").read_text()
+    for key, value in train.items():
+        text = set_setting(text, "train", key, value)
+    (where / "overton.toml").write_text(text)
+    return where
+
+
+def _dry_run(ws: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "overton"), "train", "-w", str(ws), "--dry-run", *options],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_without_tokenizer_or_model_config(built, tmp_path: Path):
+    ws = _copy(built, tmp_path / "ws")
+    # The command's own process, asked afterwards whether the dry run imported torch.
+    code = ("import sys; from overton.cli import main; code = main(sys.argv[1:]); "
+            "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, "train", "-w", str(ws), "--dry-run", "--model-size", "6B",
+                           "--gpus", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "no torch\n"
+    out = done.stdout
+    characters = sum(len(d["text"]) for d in documents(Version.open(ws / "datasets" / "overton")))
+    tokens = round(characters / CHARS_PER_TOKEN)
+    assert CHARS_PER_TOKEN == 2.9
+    assert f": about {tokens:,} tokens selected ({tokens // 1024} sequences of 1024)" in out
+    assert (f"\ntokens estimated from {characters:,} characters at 2.9 characters per token; set [train] tokenizer "
+            "for an exact count\n") in out
+    assert "\nmodel: assumed the 6B shape (--model-size 6B); no config.json read\n" in out
+    assert "budget for GPT-J 6B: 28 layers, d=4096, 16 heads, vocab 50400, 6,050,882,784 parameters" in out
+    # [train] defaults: 1,000 steps of 8 sequences of 1,024 tokens, on 2 x A100-40GB at 40 % MFU: 20 minutes.
+    sequences = math.floor(tokens // 1024 * (1000 * 8 / (tokens // 1024)))
+    minutes = sequences * 1024 * 36_475_952_448 / (0.4 * 312e12 * 2) / 60
+    assert 19 < minutes < 21
+    assert f"time: full fine-tuning {round(minutes)} min, 0.7 GPU-hours; LoRA (" in out
+    lines = out.splitlines()
+    for label in ("full, ZeRO-3/FSDP over 2", "ZeRO-3 over 2 + optimizer offload", "LoRA r=8 on q_proj,v_proj"):
+        row = next(line for line in lines if line.startswith(f"  {label}"))
+        assert row.endswith("; not available in this version"), row
+    for label in ("overton train, one GPU", "overton train, DDP over 2"):
+        row = next(line for line in lines if line.startswith(f"  {label}"))
+        assert row.endswith("DOES NOT FIT"), row
+    verdict = next(line for line in lines if line.startswith("verdict: "))
+    assert verdict.endswith("; overton train cannot run it on 2 x A100-40GB")
+    fits = next(line for line in lines if line.startswith("fits on 2 x A100-40GB: "))
+    items = fits.removeprefix("fits on 2 x A100-40GB: ").split("; ")
+    assert [item.split(" (")[0] for item in items] == ["ZeRO-3 with the optimizer offloaded to CPU", "LoRA r=8"]
+    assert all(item.endswith(", not available in this version)") for item in items)
+    assert "\noverton train (full fine-tuning, the whole model and AdamW on each GPU) fits on: 1 x H200-141GB (" in out
+    assert "\nfull fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB" in out
+
+
+def test_dry_run_with_a_tokenizer_counts_exactly_and_a_known_model_needs_no_config(built, tmp_path: Path):
+    ws = _copy(built, tmp_path / "ws", tokenizer='"tokenizer"', model='"Cedille/fr-boris"')
+    texts = [d["text"] for d in documents(Version.open(ws / "datasets" / "overton"))]
+    train_tokenizer(ws / "tokenizer", texts)
+    done = _dry_run(ws)
+    assert done.returncode == 0, done.stderr
+    from overton.corpus.workspace import Workspace
+
+    settings = Workspace.open(ws).config().train
+    exact = PackedStream(str(ws / "datasets" / "overton"), Tokenizer(str(ws / "tokenizer")), 1024, 0,
+                         tmp_path / "cache", selection(settings)).selected_tokens()
+    assert exact != round(sum(map(len, texts)) / CHARS_PER_TOKEN)
+    assert f"overton: {exact:,} tokens selected ({exact // 1024} sequences of 1024)" in done.stdout
+    assert "estimated" not in done.stdout and "about" not in done.stdout
+    assert "\nmodel: assumed the known shape of Cedille/fr-boris; no config.json read\n" in done.stdout
+    assert "budget for Cedille/fr-boris: 28 layers, d=4096, 16 heads" in done.stdout
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--model-size", "abc"], "--model-size 'abc': give a size (125M, 350M, 1.3B, 2.7B, 6B) or a parameter count"),
+    (["--model-size", "20B"], "--model-size 20B: no known GPT-J shape within a factor 2 of 20,000,000,000 parameters"),
+    ([], "set [train] model (a pretrained folder) or from_config (a GPT-J config.json), or give --model-size"),
+])
+def test_dry_run_model_mistakes_are_one_line(built, tmp_path: Path, options, message):
+    done = _dry_run(_copy(built, tmp_path / "ws"), *options)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"overton: error: {message}") and done.stderr.count("\n") == 1
+    assert done.stdout == ""
+
+
+def test_model_size_without_dry_run_is_refused(built, tmp_path: Path):
+    done = subprocess.run([str(BIN / "overton"), "train", "-w", str(built), "--model-size", "6B"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == ("overton: error: --model-size sizes a --dry-run only: overton train trains [train] model "
+                           "or from_config\n")

@@ -422,12 +422,12 @@ def test_dry_run_for_gptj_6b_on_two_a100_40gb(base, tmp_path: Path, capsys):
     assert "budget for gpt-j-6b: 28 layers, d=4096, 16 heads, vocab 50400, 6,050,882,784 parameters" in out
     assert "36.48 GFLOP/token" in out
     assert "global batch 8 = micro-batch 1 x 2 GPUs x 4 accumulation: 1,000 steps" in out
-    assert ("verdict: full fine-tuning does not fit on one A100-40GB (91.1 GiB > 36.0 GiB usable), nor sharded "
+    assert ("verdict: full fine-tuning does not fit on one A100-40GB (112.7 GiB > 36.0 GiB usable), nor sharded "
             "over 2 GPUs without CPU offload (16 B/param = 96.8 GB / 2 = 48.4 GB = 45.1 GiB of model states, "
-            "46.8 GiB per GPU with activations > 36.0 GiB)") in out
+            "46.8 GiB per GPU with activations > 36.0 GiB); overton train cannot run it on 2 x A100-40GB") in out
     assert ("fits on 2 x A100-40GB: ZeRO-3 with the optimizer offloaded to CPU (7.3 GiB per GPU, 90.2 GiB of host "
-            "RAM); LoRA r=8 (12.2 GiB per GPU)") in out
-    assert "full fine-tuning without offload fits on: 4 x A100-40GB" in out
+            "RAM, not available in this version); LoRA r=8 (12.2 GiB per GPU, not available in this version)") in out
+    assert "full fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB" in out
     assert "checkpoints: 72.6 GB each (weights 4 + fp32 AdamW moments 8 = 12 B/param), final bf16 export 12.1 GB" \
         in out
     assert re.search(r"disk: [\d.]+ GB free holds \d+ full checkpoint\(s\); keeping 2 needs 3 x 72\.6 GB \+ export "

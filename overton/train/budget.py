@@ -1,7 +1,8 @@
 """What a training run needs, computed before anyone rents a GPU (``overton train --dry-run``).
 
-Pure arithmetic on a model shape (a GPT-J config dict), the data size and the hardware: no torch, no
-transformers, no download. ``plan(...)`` returns a ``BudgetReport``; its ``lines()`` is what the dry run prints.
+Pure arithmetic on a model shape (a GPT-J config dict, or one of the known shapes of ``SIZES`` when there is
+none), the data size and the hardware: no torch, no transformers, no download. ``plan(...)`` returns a
+``BudgetReport``; its ``lines()`` is what the dry run prints.
 
 Every figure below is a formula with a source; the memory ones are estimates (allocator fragmentation,
 CUDA context and NCCL buffers are left to the headroom, ``HEADROOM`` = 10 % of the card by default).
@@ -47,6 +48,16 @@ Ren et al. 2021; same DeepSpeed estimator) keeps 2 B/param / GPUs of bf16 weight
 LoRA (Hu et al. 2021): frozen bf16 base 2 B/param on every GPU + 16 B per LoRA parameter, rank r on
 the chosen projections, r*(in + out) each.
 
+``overton train`` (``overton.train.trainer``) runs one way only: full fine-tuning with the whole model and AdamW
+on every GPU, one process or DDP under torchrun (``memory_trainer``). It keeps fp32 parameters under bf16
+autocast: weights, gradients and moments 16 B/param; on 2 GPUs or more DDP's gradient buckets, a second fp32
+copy of the gradients (4 B/param; measured on the CPU with gloo: +4.07 B/param); and the larger of two peaks,
+the forward and backward passes (activations and the bf16 copy autocast makes of each matmul weight, 2 B) or
+the optimizer step (torch's AdamW on GPUs takes its foreach path, which holds sqrt(v) of every parameter at
+once: 4 B/param, measured 4.00 on the CPU with ``foreach=True``). GPT-J 6B: 112.7 GiB on one GPU, 135.2 GiB
+on each GPU under DDP. ZeRO-3/FSDP, CPU offload and LoRA are priced for comparison and printed as "not
+available in this version".
+
 Activations are never divided by data parallelism or ZeRO. Per block, bf16, no recomputation
 (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 1, with
 t = 1)::
@@ -71,8 +82,9 @@ being written and the final bf16 export, the rule ``overton.train.checkpoint`` e
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from overton.corpus.errors import UserError
@@ -94,6 +106,12 @@ OPTIMIZER_BYTES = FP32_MASTER + ADAM_MOMENTS  # 12
 OFFLOAD_HOST_BYTES = FP32_MASTER + ADAM_MOMENTS + 4  # fp32 master, moments, fp32 gradients on the CPU: 16
 LORA_PARAM_BYTES = 16  # trainable adapter weights: fp32 weight 4 + fp32 grad 4 + moments 8
 GATHER_BYTES = 4  # ZeRO-3/FSDP working set per parameter of the largest unit (DeepSpeed's estimator)
+
+# What ``overton train`` holds (overton.train.trainer: fp32 parameters, bf16 autocast, torch AdamW, DDP).
+TRAINER_STATE_BYTES = 4 + 4 + ADAM_MOMENTS  # fp32 weights, fp32 gradients, fp32 AdamW moments: 16
+DDP_BUCKET_BYTES = 4  # DDP's gradient buckets: a second fp32 copy of the gradients (gradient_as_bucket_view off)
+FOREACH_STEP_BYTES = 4  # AdamW's foreach step (torch's default on GPUs) holds sqrt(v) of every parameter at once
+AUTOCAST_COPY_BYTES = 2  # the bf16 copy autocast makes of each matmul weight, kept from forward to backward
 
 # Per block activation bytes, Korthikanti et al. 2022 eq. 1: s*b*h*(34 + 5*a*s/h).
 ACT_LINEAR = 34
@@ -241,6 +259,62 @@ GPTJ_6B = ModelShape(n_layer=28, n_embd=4096, n_head=16, vocab_size=50400, n_pos
                      n_inner=None, name="GPT-J 6B")
 
 
+def _gptj_style(n_layer: int, n_embd: int, n_head: int, size: str) -> ModelShape:
+    return ModelShape(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=GPTJ_6B.vocab_size,
+                      n_positions=GPTJ_6B.n_positions, rotary_dim=GPTJ_6B.rotary_dim, name=f"GPT-J-style {size}")
+
+
+# The shapes a dry run can assume without a config.json (``--model-size``), by nominal size. 6B is
+# EleutherAI/gpt-j-6b's config. The smaller ones take the layers, width and heads of the GPT-3 paper's models
+# of that size (Brown et al. 2020, table 2.1, as GPT-Neo 125M, 1.3B and 2.7B did; 1.3B with GPT-Neo's 16 heads,
+# the paper's 24 do not divide 2048) and GPT-J's vocabulary, positions and untied output layer, so they hold more
+# than their nominal size (125M: 162,465,504 parameters, nearly half of them the embedding and output layer).
+SIZES: dict[str, ModelShape] = {
+    "125M": _gptj_style(12, 768, 12, "125M"),
+    "350M": _gptj_style(24, 1024, 16, "350M"),
+    "1.3B": _gptj_style(24, 2048, 16, "1.3B"),
+    "2.7B": _gptj_style(32, 2560, 32, "2.7B"),
+    "6B": GPTJ_6B,
+}
+# Hub models whose shape is known without their config.json (fr-boris is GPT-J 6B trained further on French).
+KNOWN_MODELS: dict[str, str] = {"eleutherai/gpt-j-6b": "6B", "cedille/fr-boris": "6B"}
+
+_MULTIPLIERS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+_COUNT = re.compile(r"(\d+(?:\.\d+)?(?:e\d+)?)([KMBT]?)", re.IGNORECASE)
+
+
+def _count(text: str) -> float | None:
+    """A parameter count written as 6B, 125M, 1.3B, 6e9 or 6050882784; None when it is none of them."""
+    match = _COUNT.fullmatch(text.strip())
+    return float(match[1]) * _MULTIPLIERS[match[2].upper()] if match else None
+
+
+def model_size(text: str) -> tuple[ModelShape, str]:
+    """The shape ``--model-size`` names: a size of :data:`SIZES`, or the one nearest a parameter count.
+
+    Returns the shape and how it was chosen, for the dry run to say. A count more than a factor 2 away from
+    every known size is refused: the budget would describe another model.
+    """
+    count = _count(text)
+    if not count or count < 1:
+        raise UserError(f"--model-size {text!r}: give a size ({', '.join(SIZES)}) or a parameter count such as "
+                        "6e9")
+    nominal = {size: _count(size) for size in SIZES}
+    size = min(SIZES, key=lambda s: abs(math.log(count / nominal[s])))
+    if not 0.5 <= count / nominal[size] <= 2:
+        raise UserError(f"--model-size {text}: no known GPT-J shape within a factor 2 of {count:,.0f} parameters "
+                        f"(known: {', '.join(SIZES)}); set [train] from_config to the model's config.json")
+    exact = count in (nominal[size], SIZES[size].total_params)
+    how = f"the {size} shape" if exact else f"the {size} shape, the nearest to {count:,.0f}"
+    return SIZES[size], how
+
+
+def known_model(name: str) -> ModelShape | None:
+    """The shape of a hub model of :data:`KNOWN_MODELS` (any case), named as the settings name it."""
+    size = KNOWN_MODELS.get(name.lower())
+    return None if size is None else replace(SIZES[size], name=name)
+
+
 # ---------------------------------------------------------------------------------------------- FLOPs
 
 
@@ -328,12 +402,14 @@ class MemoryEstimate:
     grads: int
     optimizer: int
     activations: int
-    working: int = 0  # ZeRO-3/FSDP gathered unit
+    working: int = 0  # ZeRO-3/FSDP gathered unit; for overton train, what peaks beyond the activations
     host: int = 0  # CPU RAM, all GPUs of the run together
+    buckets: int = 0  # DDP's gradient buckets
+    runs: bool = False  # overton train runs it (the other ways are not available in this version)
 
     @property
     def total(self) -> int:
-        return self.weights + self.grads + self.optimizer + self.activations + self.working
+        return self.weights + self.grads + self.optimizer + self.activations + self.working + self.buckets
 
     def fits(self, usable_bytes: int) -> bool:
         return self.total <= usable_bytes
@@ -357,6 +433,25 @@ def memory_full(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int 
     return MemoryEstimate("full, one GPU" if gpus == 1 else f"full, replicated on {gpus}",
                           weights=BF16_WEIGHT * p, grads=BF16_GRAD * p, optimizer=OPTIMIZER_BYTES * p,
                           activations=act)
+
+
+def memory_trainer(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, checkpointing: bool = True,
+                   flash_attention: bool = False) -> MemoryEstimate:
+    """What ``overton train`` holds on each GPU: full fine-tuning, the whole model and AdamW on every GPU.
+
+    fp32 weights, gradients and AdamW moments (16 B/param); over 2 GPUs or more, DDP's gradient buckets
+    (4 B/param); then whichever peaks higher: the forward and backward passes (the activations plus the bf16
+    copies autocast makes of the matmul weights, 2 B each) or the optimizer step (foreach AdamW's sqrt(v),
+    4 B/param; measured on the CPU with torch 2.13: 4.00 B/param above the state during ``step()``).
+    """
+    if gpus < 1:
+        raise ValueError("gpus must be >= 1")
+    p = shape.total_params
+    act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
+    peak = max(act + AUTOCAST_COPY_BYTES * shape.matmul_weight_params, FOREACH_STEP_BYTES * p)
+    return MemoryEstimate("overton train, one GPU" if gpus == 1 else f"overton train, DDP over {gpus}",
+                          weights=4 * p, grads=4 * p, optimizer=ADAM_MOMENTS * p, activations=act,
+                          working=peak - act, buckets=DDP_BUCKET_BYTES * p if gpus > 1 else 0, runs=True)
 
 
 def memory_lora(shape: ModelShape, seq_len: int, micro_batch: int, *, rank: int = 8,
@@ -415,17 +510,27 @@ def _gib(n: float) -> str:
 
 
 def _hours(h: float) -> str:
+    """A duration: minutes under an hour, hours under two days, then hours and days."""
+    if round(h * 60) < 60:
+        return f"{round(h * 60)} min" if h * 60 >= 0.5 else "under 1 min"
     return f"{h:,.1f} h" if h < 48 else f"{h:,.0f} h ({h / 24:.1f} days)"
+
+
+NOT_AVAILABLE = "not available in this version"
 
 
 @dataclass(frozen=True)
 class FullOption:
-    """The fewest GPUs of one kind that hold full fine-tuning without offload, and the time at the same MFU."""
+    """The fewest GPUs of one kind that hold full fine-tuning without offload, and the time at the same MFU:
+    one GPU when overton train fits it, else the fewest that hold it sharded (ZeRO-3/FSDP)."""
 
     gpu: GPU
     count: int
     memory: MemoryEstimate
     hours: float
+
+    def describe(self) -> str:
+        return f"{self.count} x {self.gpu.name} ({_hours(self.hours)})"
 
 
 @dataclass(frozen=True)
@@ -449,7 +554,8 @@ class BudgetReport:
     lora_hours: float
     price_per_gpu_hour: float | None
     currency: str
-    full_single: MemoryEstimate
+    full_single: MemoryEstimate  # overton train on one GPU
+    full_ddp: MemoryEstimate | None  # overton train on each of the GPUs (DDP); None on one GPU
     full_sharded: MemoryEstimate | None  # None on one GPU
     full_offload: MemoryEstimate
     lora: MemoryEstimate
@@ -503,6 +609,15 @@ class BudgetReport:
         return estimate is not None and estimate.fits(self.usable_bytes)
 
     @property
+    def trainer(self) -> MemoryEstimate:
+        """What overton train holds per GPU on the chosen hardware."""
+        return self.full_ddp or self.full_single
+
+    @property
+    def trainer_fits(self) -> bool:
+        return self.fits(self.trainer)
+
+    @property
     def full_single_fits(self) -> bool:
         return self.fits(self.full_single)
 
@@ -539,35 +654,50 @@ class BudgetReport:
         return "" if amount is None else f", {amount:,.2f} {self.currency}"
 
     def verdict(self) -> str:
-        """One sentence: what fits on the chosen hardware and what does not."""
+        """One sentence: whether overton train fits the chosen hardware, and what else would."""
         g, n = self.gpu.name, self.gpus
         usable = _gib(self.usable_bytes)
+        if self.trainer_fits:
+            where = f"one {g}" if n == 1 else f"each of {n} x {g} with DDP"
+            return f"overton train fits: full fine-tuning on {where} ({_gib(self.trainer.total)} <= {usable} usable)"
         if self.full_single_fits:
-            return f"full fine-tuning fits on one {g} ({_gib(self.full_single.total)} <= {usable} usable)"
-        text = f"full fine-tuning does not fit on one {g} ({_gib(self.full_single.total)} > {usable} usable)"
-        if self.full_sharded is None:
-            return text
+            text = (f"full fine-tuning fits on one {g} ({_gib(self.full_single.total)}), not with DDP over {n} "
+                    f"({_gib(self.trainer.total)} > {usable} usable: its gradient buckets add {DDP_BUCKET_BYTES} "
+                    "B/param)")
+        else:
+            text = f"full fine-tuning does not fit on one {g} ({_gib(self.full_single.total)} > {usable} usable)"
         if self.full_sharded_fits:
-            return text + f"; it fits sharded over {n} GPUs ({_gib(self.full_sharded.total)} per GPU)"
-        states = MODEL_STATE_BYTES * self.shape.total_params
-        return text + (f", nor sharded over {n} GPUs without CPU offload ({MODEL_STATE_BYTES} B/param = "
-                       f"{human_bytes(states)} / {n} = {human_bytes(states / n)} = {_gib(states / n)} of model states, "
-                       f"{_gib(self.full_sharded.total)} per GPU with activations > {usable})")
+            text += (f"; it fits sharded over {n} GPUs ({_gib(self.full_sharded.total)} per GPU) with "
+                     f"ZeRO-3/FSDP, {NOT_AVAILABLE}")
+        elif self.full_sharded is not None:
+            states = MODEL_STATE_BYTES * self.shape.total_params
+            text += (f", nor sharded over {n} GPUs without CPU offload ({MODEL_STATE_BYTES} B/param = "
+                     f"{human_bytes(states)} / {n} = {human_bytes(states / n)} = {_gib(states / n)} of model states, "
+                     f"{_gib(self.full_sharded.total)} per GPU with activations > {usable})")
+        runs = f"runs it on one {g} only" if self.full_single_fits else f"cannot run it on {n} x {g}"
+        return f"{text}; overton train {runs}"
 
     def what_fits(self) -> list[str]:
-        """The ways to train that fit: on this hardware, then full fine-tuning on other GPUs."""
+        """The ways to train that fit this hardware, then the fewest GPUs of each kind for full fine-tuning;
+        each says whether overton train runs it."""
         here = []
+        if self.trainer_fits:
+            here.append(f"full fine-tuning with overton train ({_gib(self.trainer.total)} per GPU)")
         if self.full_sharded_fits:
-            here.append(f"full fine-tuning with ZeRO-3/FSDP over {self.gpus} ({_gib(self.full_sharded.total)} per GPU)")
-        if not self.full_single_fits and not self.full_sharded_fits and self.offload_fits:
+            here.append(f"full fine-tuning with ZeRO-3/FSDP over {self.gpus} ({_gib(self.full_sharded.total)} per "
+                        f"GPU, {NOT_AVAILABLE})")
+        if not self.trainer_fits and not self.full_sharded_fits and self.offload_fits:
             here.append(f"ZeRO-3 with the optimizer offloaded to CPU ({_gib(self.full_offload.total)} per GPU, "
-                        f"{_gib(self.full_offload.host)} of host RAM)")
+                        f"{_gib(self.full_offload.host)} of host RAM, {NOT_AVAILABLE})")
         if self.lora_fits:
-            here.append(f"LoRA r={self.lora_rank} ({_gib(self.lora.total)} per GPU)")
+            here.append(f"LoRA r={self.lora_rank} ({_gib(self.lora.total)} per GPU, {NOT_AVAILABLE})")
         lines = [f"fits on {self.gpus} x {self.gpu.name}: " + ("; ".join(here) if here else "nothing above")]
-        others = [f"{o.count} x {o.gpu.name} ({_hours(o.hours)})" for o in self.full_options]
-        if others:
-            lines.append("full fine-tuning without offload fits on: " + ", ".join(others))
+        runs = [o.describe() for o in self.full_options if o.memory.runs]
+        lines.append("overton train (full fine-tuning, the whole model and AdamW on each GPU) fits on: "
+                     + (", ".join(runs) if runs else "none of " + ", ".join(GPUS)))
+        sharded = [o.describe() for o in self.full_options if not o.memory.runs]
+        if sharded:
+            lines.append(f"full fine-tuning sharded with ZeRO-3/FSDP ({NOT_AVAILABLE}) fits on: " + ", ".join(sharded))
         return lines
 
     def lines(self) -> list[str]:
@@ -577,7 +707,7 @@ class BudgetReport:
         if s.total_params == GPTJ_6B.total_params:
             out.append(f"  (the model card's {s.mesh_jax_params(8):,} counts the 8 Mesh Transformer JAX shards' "
                        "replicated LayerNorms and biases)")
-        out.append(f"data: {self.tokens:,} tokens x {self.epochs:g} epoch(s) = {self.sequences:,} sequences of "
+        out.append(f"data: {self.tokens:,} tokens x {self.epochs:.3g} epoch(s) = {self.sequences:,} sequences of "
                    f"{self.seq_len} tokens; global batch {self.global_batch} = micro-batch {self.micro_batch} x "
                    f"{self.gpus} GPUs x {self.grad_accum} accumulation: {self.steps:,} steps")
         out.append(f"compute: {self.flops_per_token / 1e9:.2f} GFLOP/token (6N + 12*L*d*s, N = "
@@ -586,29 +716,32 @@ class BudgetReport:
         price = ("" if self.price_per_gpu_hour is None
                  else f" at {self.price_per_gpu_hour:,.2f} {self.currency}/GPU-hour")
         out.append(f"time: full fine-tuning {_hours(self.hours)}, {self.gpu_hours:,.1f} GPU-hours"
-                   f"{self._money(self.cost)}; LoRA ({self.lora_flops_per_token / 1e9:.2f} GFLOP/token) "
-                   f"{_hours(self.lora_hours)}, {self.lora_gpu_hours:,.1f} GPU-hours{self._money(self.lora_cost)}"
-                   f"{price}")
+                   f"{self._money(self.cost)}; LoRA ({self.lora_flops_per_token / 1e9:.2f} GFLOP/token, "
+                   f"{NOT_AVAILABLE}) {_hours(self.lora_hours)}, {self.lora_gpu_hours:,.1f} GPU-hours"
+                   f"{self._money(self.lora_cost)}{price}")
         ckpt = "with" if self.activation_checkpointing else "without"
         other = "without" if self.activation_checkpointing else "with"
-        out.append(f"memory per GPU, AdamW bf16 mixed precision ({MODEL_STATE_BYTES} B/param), activations "
-                   f"{ckpt} checkpointing at micro-batch {self.micro_batch} ({_gib(self.full_single.activations)}; "
-                   f"{other}: {_gib(self.activations_other)}); {g.name} has {_gib(g.memory_bytes)}, "
-                   f"{_gib(self.usable_bytes)} usable with {self.headroom:.0%} headroom:")
-        rows = [self.full_single, self.full_sharded, self.full_offload, self.lora]
-        for row in rows:
+        out.append(f"memory per GPU, activations {ckpt} checkpointing at micro-batch {self.micro_batch} "
+                   f"({_gib(self.full_single.activations)}; {other}: {_gib(self.activations_other)}); {g.name} has "
+                   f"{_gib(g.memory_bytes)}, {_gib(self.usable_bytes)} usable with {self.headroom:.0%} headroom")
+        out.append(f"  (overton train: fp32 weights, gradients, AdamW moments {TRAINER_STATE_BYTES} B/param + DDP "
+                   f"buckets {DDP_BUCKET_BYTES} B/param on 2+ GPUs + the larger of activations with bf16 weight copies "
+                   f"and AdamW's {FOREACH_STEP_BYTES} B/param step buffer; the others: bf16 mixed precision, "
+                   f"{MODEL_STATE_BYTES} B/param)")
+        for row in (self.full_single, self.full_ddp, self.full_sharded, self.full_offload, self.lora):
             if row is None:
                 continue
             verdict = "fits" if self.fits(row) else "DOES NOT FIT"
             host = f", host RAM {_gib(row.host)}" if row.host else ""
             if row.host and self.host_ram_bytes is not None and row.host > self.host_ram_bytes:
                 verdict = f"DOES NOT FIT (host RAM {_gib(self.host_ram_bytes)})"
-            out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}")
+            available = "" if row.runs else f"; {NOT_AVAILABLE}"
+            out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}{available}")
         out.append("verdict: " + self.verdict())
         out.extend(self.what_fits())
         out.append(f"checkpoints: {human_bytes(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), "
                    f"final bf16 export {human_bytes(self.export_bytes)}; "
-                   f"LoRA checkpoints {human_bytes(self.lora_checkpoint_bytes)}")
+                   f"LoRA checkpoints {human_bytes(self.lora_checkpoint_bytes)} ({NOT_AVAILABLE})")
         if self.disk_free_bytes is None:
             out.append("disk: not checked (no free space given)")
         else:
@@ -625,11 +758,12 @@ def _full_options(shape: ModelShape, seq_len: int, micro_batch: int, tokens: flo
                   catalogue: Iterable[GPU]) -> tuple[FullOption, ...]:
     options = []
     fpt = flops_per_token(shape, seq_len)
+    common = {"checkpointing": checkpointing, "flash_attention": flash_attention}
     for card in catalogue:
         usable = int(card.memory_bytes * (1 - headroom))
         for count in POWERS_OF_TWO:
-            estimate = memory_full(shape, seq_len, micro_batch, gpus=count, sharded=count > 1,
-                                   checkpointing=checkpointing, flash_attention=flash_attention)
+            estimate = (memory_trainer(shape, seq_len, micro_batch, **common) if count == 1
+                        else memory_full(shape, seq_len, micro_batch, gpus=count, sharded=True, **common))
             if estimate.fits(usable):
                 options.append(FullOption(card, count, estimate,
                                           train_hours(tokens, fpt, card.peak_flops, count, mfu)))
@@ -683,7 +817,8 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
         hours=train_hours(trained, fpt, card.peak_flops, gpus, mfu),
         lora_hours=train_hours(trained, lora_fpt, card.peak_flops, gpus, mfu),
         price_per_gpu_hour=price_per_gpu_hour, currency=currency,
-        full_single=memory_full(shape, seq_len, micro_batch, gpus=1, **common),
+        full_single=memory_trainer(shape, seq_len, micro_batch, **common),
+        full_ddp=memory_trainer(shape, seq_len, micro_batch, gpus=gpus, **common) if gpus > 1 else None,
         full_sharded=memory_full(shape, seq_len, micro_batch, gpus=gpus, sharded=True, **common) if gpus > 1 else None,
         full_offload=memory_full(shape, seq_len, micro_batch, gpus=gpus, offload=True, **common),
         lora=memory_lora(shape, seq_len, micro_batch, rank=lora_rank, targets=lora_targets, **common),

@@ -40,14 +40,15 @@ class Sources:
     output: Path
 
     @classmethod
-    def resolve(cls, workspace: Workspace, settings: TrainConfig) -> Sources:
-        if not settings.tokenizer:
+    def resolve(cls, workspace: Workspace, settings: TrainConfig, *, tokenizer_required: bool = True) -> Sources:
+        """The run's paths; ``tokenizer_required=False`` (the dry run, which estimates tokens) leaves it empty."""
+        if tokenizer_required and not settings.tokenizer:
             raise UserError("set [train] tokenizer: a tokenizer folder (or a hub name on a connected machine)")
         dataset = settings.dataset or str(workspace.dataset_dir(workspace.config().dataset.name))
         if "://" not in dataset:  # a dataset path is relative to the workspace, whether it exists yet or not
             dataset = str(workspace.root / dataset)
         return cls(dataset=dataset,
-                   tokenizer=_local(workspace, settings.tokenizer),
+                   tokenizer=_local(workspace, settings.tokenizer) if settings.tokenizer else "",
                    model=_local(workspace, settings.model) if settings.model else "",
                    from_config=str(workspace.root / settings.from_config) if settings.from_config else "",
                    output=workspace.root / settings.output)
