@@ -87,12 +87,9 @@ def cmd_crawl(args) -> int:
     workspace = _workspace(args)
     with RunRecord(workspace, f"crawl-{args.spider}") as record:
         outcome = run_crawl(workspace, args.spider, resumable=args.resumable,
-                            log_level="WARNING" if args.quiet else "INFO")
+                            log="quiet" if args.quiet else "verbose" if args.verbose else "progress")
         record.data.update(spider=args.spider, problems=outcome.problems, stats=outcome.stats)
         record.exit_code = EXIT_OK if outcome.ok else EXIT_PARTIAL
-    stats = outcome.stats
-    print(f"crawl {args.spider}: {stats.get('finish_reason')}, {stats.get('downloader/request_count', 0)} requests, "
-          f"{stats.get('item_scraped_count', 0)} documents in {stats.get('overton/batches_committed', 0)} raw batches")
     for problem in outcome.problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return record.exit_code
@@ -104,6 +101,11 @@ def cmd_build(args) -> int:
 
     workspace = _workspace(args)
     with RunRecord(workspace, "build") as record:
+    sys.stderr.flush()  # the verdict is the last line, after the log and the failures
+    stats = outcome.stats
+    print(f"crawl {args.spider}: {stats.get('finish_reason')}, {stats.get('downloader/request_count', 0)} requests, "
+          f"{stats.get('item_scraped_count', 0)} documents in {stats.get('overton/batches_committed', 0)} raw batches",
+          flush=True)
         if args.refilter:
             from overton.pipelines.refilter import refilter
 
@@ -240,7 +242,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("spider", metavar="SPIDER")
     sub.add_argument("--resumable", action="store_true",
                      help="keep the request queue in state/crawl/SPIDER/ so a stopped crawl resumes (long backfills)")
-    sub.add_argument("--quiet", "-q", action="store_true", help="log warnings and errors only")
+    noise = sub.add_mutually_exclusive_group()
+    noise.add_argument("--quiet", "-q", action="store_true", help="log warnings and errors only")
+    noise.add_argument("--verbose", "-v", action="store_true",
+                       help="log everything Scrapy says at INFO: its startup, settings, components and stats")
 
     sub = command("build", cmd_build, "build the next dataset version from raw documents not yet built")
     sub.add_argument("--jobs", "-j", type=_jobs, help="worker processes (default: [build] jobs, 0 = all cores)")

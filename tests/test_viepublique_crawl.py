@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +130,14 @@ def test_first_run_collects_every_speech_then_a_quiet_night_costs_one_request(ws
     assert last_record(ws)["stats"]["overton/catalogue_not_modified"] == 1
     assert len(raw_documents(ws)) == 5
 
+    # The same quiet night in the default log: the collector's own note, none of Scrapy's startup.
+    default = subprocess.run([sys.executable, "-m", "overton", "crawl", "vie-publique", "-w", str(ws.root)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=90)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert "[vie-publique] INFO: catalogue not modified since the last complete run: nothing to fetch" in default.stderr
+    assert not any(marker in default.stderr for marker in ("Scrapy 2.", "Overridden settings", "Enabled extensions",
+                                                           "Dumping Scrapy stats")), default.stderr
+    assert re.fullmatch(r"crawl vie-publique: finished, \d requests, 0 documents in 0 raw batches\n", default.stdout)
     # DILA rebuilds the catalogue: one record changed (its title), mise_a_jour changed on every record
     speeches.version = 2
     for record in speeches.records:

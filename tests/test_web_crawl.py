@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,48 @@ def test_a_crawl_without_a_contact_user_agent_is_refused(tmp_path: Path, site: S
     workspace.settings_path.write_text(workspace.settings_path.read_text().replace(UA, agent))
     done = crawl(workspace)
     assert done.returncode == 2 and "has no contact" in done.stderr and site.hits == []
+
+
+def _output(workspace: Workspace, *options: str, prelude: str = "") -> subprocess.CompletedProcess:
+    """``overton crawl web`` with stderr and stdout in one stream, as a terminal or a cron mail shows them."""
+    code = f"import sys; {prelude}from overton.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "crawl", "web", "-w", str(workspace.root), *options],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90)
+
+
+SCRAPY_STARTUP = ("Scrapy 2.", "Overridden settings", "Enabled extensions", "Enabled downloader middlewares",
+                  "Enabled spider middlewares", "Enabled item pipelines", "Dumping Scrapy stats")
+
+
+def test_crawl_logs_overtons_lines_by_default_scrapys_startup_with_verbose_and_the_verdict_last(tmp_path: Path,
+                                                                                                 site: Site):
+    Gazette(site)
+    workspace = _workspace(tmp_path, site)
+    workspace.settings_path.write_text(workspace.settings_path.read_text().replace("delay = 0.0", "delay = 0.4"))
+    # A real crawl, with the progress line every 0.5 s instead of every minute so that a 3 s crawl shows it.
+    done = _output(workspace, prelude="import overton.spiders.crawl as c; c.PROGRESS_SECONDS = 0.5; ")
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert not any(marker in done.stdout for marker in SCRAPY_STARTUP), done.stdout
+    assert re.fullmatch(r"crawl web: finished, \d+ requests, 5 documents in 1 raw batches", lines[-1]), done.stdout
+    progress = [line for line in lines if " [overton.spiders.crawl] INFO: crawl web: " in line]
+    assert len(progress) >= 2, done.stdout
+    assert all(re.search(r"INFO: crawl web: \d+ pages fetched \(\d+/min\), \d documents so far$", line)
+               for line in progress)
+    assert not any(" INFO: " in line for line in lines if line not in progress), done.stdout
+    # --verbose: everything Scrapy says at INFO, the verdict still last.
+    verbose = _output(workspace, "--verbose")
+    assert verbose.returncode == 0, verbose.stdout
+    assert all(marker in verbose.stdout for marker in SCRAPY_STARTUP), verbose.stdout
+    assert re.fullmatch(r"crawl web: finished, \d+ requests, 0 documents in 0 raw batches",
+                        verbose.stdout.splitlines()[-1]), verbose.stdout
+    # --quiet: warnings and errors only; a failed crawl's reasons come before the verdict.
+    site.routes["/robots.txt"] = Reply(200, "User-agent: *\nDisallow: /\n", {"Content-Type": "text/plain"})
+    quiet = _output(workspace, "--quiet", prelude="import overton.spiders.crawl as c; c.PROGRESS_SECONDS = 0.5; ")
+    assert quiet.returncode == 1, quiet.stdout
+    lines = quiet.stdout.splitlines()
+    assert not any(" INFO: " in line for line in lines), quiet.stdout
+    assert any(" ERROR: start page refused (robots.txt or off-site): " in line for line in lines), quiet.stdout
+    assert lines[-2].startswith("FAILED: ") and lines[-1].startswith("crawl web: finished, "), quiet.stdout
+    both = _output(workspace, "--quiet", "--verbose")
+    assert both.returncode == 2 and "argument --verbose/-v: not allowed with argument --quiet/-q" in both.stdout

@@ -7,16 +7,32 @@ its start page (robots.txt), or stored nothing although it found no page it alre
 stats and the verdict go to ``runs/<time>-crawl-<spider>.json``. Two crawls of one spider never run at
 once on a workspace (a lock); ``--resumable`` keeps Scrapy's request queue in ``state/crawl/<spider>/``
 (``JOBDIR``) so a long backfill stopped with Ctrl-C or SIGTERM resumes where it was.
+
+What it logs (to stderr) is for a person or a cron mail, so by default only what matters: warnings and
+errors, and overton's own lines (the collectors' notes, :class:`Progress` every minute). Scrapy's startup
+banner, its settings and component lists and the final stats dump (the stats are in the run record) come
+with ``log="verbose"``; ``log="quiet"`` keeps warnings and errors only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scrapy.extensions.logstats import LogStats
+from scrapy.settings import default_settings
+from scrapy.utils.asyncio import create_looping_call
+
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
+
+LOGS = ("quiet", "progress", "verbose")
+PROGRESS_SECONDS = 60.0  # between two progress lines
+_logger = logging.getLogger(__name__)
 
 
 def spiders() -> dict[str, type]:
@@ -56,16 +72,73 @@ def verdict(stats: dict[str, Any], expects_items: bool) -> list[str]:
     return problems
 
 
-def run_crawl(workspace: Workspace, name: str, *, resumable: bool = False, log_level: str = "INFO") -> CrawlOutcome:
+class Progress(LogStats):
+    """overton's progress line, every ``LOGSTATS_INTERVAL`` seconds, in place of Scrapy's LogStats (whose
+    final per-minute stats it keeps); unlike LogStats, no line of zeros when the crawl starts."""
+
+    def spider_opened(self, spider) -> None:
+        self.pagesprev, self.itemsprev = 0, 0
+        self.task = create_looping_call(self.log, spider)
+        self.task.start(self.interval, now=False)
+
+    def log(self, spider) -> None:
+        self.calculate_stats()
+        _logger.info("crawl %s: %d pages fetched (%d/min), %d documents so far", spider.name, self.pages, self.prate,
+                     self.items)
+
+
+class _OwnLines(logging.Filter):
+    """Lets through warnings and errors, and INFO lines of overton's loggers and of the spider's own logger."""
+
+    def __init__(self, spider: str):
+        super().__init__()
+        self.own = ("overton", spider)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or any(
+            record.name == name or record.name.startswith(name + ".") for name in self.own)
+
+
+@contextlib.contextmanager
+def _log_handler(log: str, spider: str) -> Iterator[None]:
+    """A stderr handler on the root logger in Scrapy's format, for the time of the crawl.
+
+    Ours rather than Scrapy's (``LOG_INSTALL_ROOT_HANDLER`` off): each crawler remakes Scrapy's root handler
+    from its settings, which would drop the filter of the default log.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(default_settings.LOG_FORMAT, default_settings.LOG_DATEFORMAT))
+    handler.setLevel(logging.WARNING if log == "quiet" else logging.INFO)
+    if log == "progress":
+        handler.addFilter(_OwnLines(spider))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.NOTSET)  # as Scrapy's own handler does: the handler decides
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def run_crawl(workspace: Workspace, name: str, *, resumable: bool = False, log: str = "progress") -> CrawlOutcome:
+    """Crawl with spider ``name``; ``log`` is one of :data:`LOGS`."""
     from scrapy.crawler import AsyncCrawlerProcess
 
     available = spiders()
     if name not in available:
         raise UserError(f"unknown spider {name!r}: choose one of {', '.join(sorted(available))}")
-    settings: dict[str, Any] = {"OVERTON_WORKSPACE": str(workspace.root), "LOG_LEVEL": log_level}
+    if log not in LOGS:
+        raise ValueError(f"log must be one of {LOGS}, not {log!r}")
+    settings: dict[str, Any] = {
+        "OVERTON_WORKSPACE": str(workspace.root), "LOG_LEVEL": "WARNING" if log == "quiet" else "INFO",
+        "LOG_INSTALL_ROOT_HANDLER": False, "LOGSTATS_INTERVAL": PROGRESS_SECONDS,
+        "EXTENSIONS": {"scrapy.extensions.logstats.LogStats": None, f"{__name__}.Progress": 0},
+    }
     if resumable:
         settings["JOBDIR"] = str(workspace.state / "crawl" / name / "job")
-    with workspace.lock(f"crawl-{name}"):
+    with workspace.lock(f"crawl-{name}"), _log_handler(log, name):
         process = AsyncCrawlerProcess(settings)
         crawler = process.create_crawler(available[name])
         process.crawl(crawler)
