@@ -92,6 +92,11 @@ def cmd_crawl(args) -> int:
         record.exit_code = EXIT_OK if outcome.ok else EXIT_PARTIAL
     for problem in outcome.problems:
         print(f"FAILED: {problem}", file=sys.stderr)
+    sys.stderr.flush()  # the verdict is the last line, after the log and the failures
+    stats = outcome.stats
+    print(f"crawl {args.spider}: {stats.get('finish_reason')}, {stats.get('downloader/request_count', 0)} requests, "
+          f"{stats.get('item_scraped_count', 0)} documents in {stats.get('overton/batches_committed', 0)} raw batches",
+          flush=True)
     return record.exit_code
 
 
@@ -101,11 +106,6 @@ def cmd_build(args) -> int:
 
     workspace = _workspace(args)
     with RunRecord(workspace, "build") as record:
-    sys.stderr.flush()  # the verdict is the last line, after the log and the failures
-    stats = outcome.stats
-    print(f"crawl {args.spider}: {stats.get('finish_reason')}, {stats.get('downloader/request_count', 0)} requests, "
-          f"{stats.get('item_scraped_count', 0)} documents in {stats.get('overton/batches_committed', 0)} raw batches",
-          flush=True)
         if args.refilter:
             from overton.pipelines.refilter import refilter
 
