@@ -184,6 +184,8 @@ def cmd_train(args) -> int:
 
         print("\n".join(dry_run(workspace, settings, args.model_size)))
         return EXIT_OK
+    if args.model_size:
+        raise UserError("--model-size sizes a --dry-run only: overton train trains [train] model or from_config")
     from overton.train.trainer import Diverged, train
 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 keeps the lock and the run record
@@ -228,8 +230,6 @@ def parser() -> argparse.ArgumentParser:
     sub = command("ingest", cmd_ingest, "import your own files (jsonl, json, gptj, csv, parquet, text) into raw/")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
-    if args.model_size:
-        raise UserError("--model-size sizes a --dry-run only: overton train trains [train] model or from_config")
     sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text"],
                      help="input format (default: from each file's extension)")
     sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files (default utf-8)")
@@ -270,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--gpu", help="dry run: A100-40GB, A100-80GB, H100-80GB or H200-141GB")
     sub.add_argument("--mfu", type=float, help="dry run: model FLOPs utilisation to assume, e.g. 0.4")
     sub.add_argument("--price", type=_price, help="dry run: price per GPU-hour")
+    sub.add_argument("--model-size", metavar="SIZE", help="dry run without a model config: a known GPT-J shape, "
+                     "125M, 350M, 1.3B, 2.7B or 6B, or a parameter count such as 6e9 (the nearest shape)")
     sub.add_argument("--follow", action="store_true", help="after [train] epochs over the dataset, wait for newer "
                      "versions and train on what they add (as [train] follow = true)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -298,5 +300,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    sub.add_argument("--model-size", metavar="SIZE", help="dry run without a model config: a known GPT-J shape, "
-                     "125M, 350M, 1.3B, 2.7B or 6B, or a parameter count such as 6e9 (the nearest shape)")
