@@ -69,15 +69,19 @@ def cmd_ingest(args) -> int:
             field_map=parse_field_map(args.field or []),
             default_license=args.license,
             on_refusal=show,
+            split=args.split,
         )
         record.data.update(source=args.source, run_id=report.run_id, files=report.files,
-                           imported=report.imported, refused=report.refused_count, refusals=report.refused)
+                           imported=report.imported, refused=report.refused_count, duplicates=report.duplicates,
+                           empty=report.empty, refusals=report.refused)
         record.exit_code = EXIT_PARTIAL if report.refused_count else EXIT_OK
     if shown > _SHOWN_REFUSALS:
         print(f"... and {shown - _SHOWN_REFUSALS} more refusals, all listed in {record.path}", file=sys.stderr)
     where = f"raw/{args.source}/{report.run_id}" if report.run_id else "nowhere (nothing importable)"
     print(f"imported {report.imported} documents from {report.files} files into {where}; "
-          f"refused {report.refused_count}")
+          f"refused {report.refused_count}"
+          + (f" ({report.duplicates} duplicate ids)" if report.duplicates else "")
+          + (f"; skipped {report.empty} empty lines" if report.empty else ""))
     return record.exit_code
 
 
@@ -227,12 +231,16 @@ def parser() -> argparse.ArgumentParser:
     sub = command("init", cmd_init, "create a workspace with a commented overton.toml", workspace=False)
     sub.add_argument("dir")
 
-    sub = command("ingest", cmd_ingest, "import your own files (jsonl, json, gptj, csv, parquet, text) into raw/")
+    sub = command("ingest", cmd_ingest,
+                  "import your own files (jsonl, json, gptj, csv, parquet, text, lines, tei) into raw/")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
-    sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text"],
+    sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei"],
                      help="input format (default: from each file's extension)")
-    sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files (default utf-8)")
+    sub.add_argument("--split", choices=["line", "block"], default="line",
+                     help="with --format lines: one document per line (default) or per block of lines between "
+                     "blank lines")
+    sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files, text or lines (default utf-8)")
     sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                      help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")

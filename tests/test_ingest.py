@@ -23,6 +23,7 @@ from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.spiders.formats import detect_format
 from overton.spiders.ingest import IngestReport, ingest
+from tests.conftest import shared_file
 
 MB = 1 << 20
 
@@ -195,6 +196,61 @@ def test_gptj_dump(ws: Workspace, tmp_path: Path):
     assert second["speakers"] == [] and second["published_at"] is None and second["meta"] is None
 
 
+def test_one_json_object_is_one_document(ws: Workspace, tmp_path: Path):
+    single = tmp_path / "speech.json"
+    record = {"url": "https://example.org/d/7", "title": "Déclaration", "text": "Mesdames, messieurs.",
+              "tag": ["Défense", "Armées"]}
+    single.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf\n" + json.dumps({"id": "b-1", "text": "Avec une marque d'ordre."}).encode())
+    several = tmp_path / "pretty.json"  # `jq .` output: objects one after another, each over several lines
+    several.write_text("".join(json.dumps({"id": f"p{i}", "text": f"Objet {i}."}, indent=2) + "\n" for i in range(3)),
+                       encoding="utf-8")
+    assert [detect_format(p) for p in (single, bom, several)] == ["json", "json", "json"]
+    report, refusals = run(ws, [single, bom, several])
+    assert refusals == [] and report.imported == 5
+    docs = by_id(ws)
+    check_common(docs.values())
+    [speech] = [doc for doc in docs.values() if doc["title"] == "Déclaration"]
+    assert speech["id"] == f"mine:{sha256('Mesdames, messieurs.')[:16]}"  # no id: the text's hash, as for any record
+    assert speech["url"] == "https://example.org/d/7" and json.loads(speech["meta"]) == {"tag": ["Défense", "Armées"]}
+    assert docs["mine:b-1"]["text"] == "Avec une marque d'ordre."
+    assert [docs[f"mine:p{i}"]["text"] for i in range(3)] == ["Objet 0.", "Objet 1.", "Objet 2."]
+
+
+def test_gptj_dump_is_told_by_its_speechs_key_read_as_a_stream(ws: Workspace, tmp_path: Path):
+    later_key = gptj(tmp_path / "dump.json", [{"text": "Un discours."}])
+    later_key.write_text('{"version": 2, ' + later_key.read_text(encoding="utf-8")[1:], encoding="utf-8")
+    truncated = tmp_path / "truncated.json"  # never loaded whole: the key is found before the break
+    truncated.write_text('{"speechs": [{"text": "Premier discours."}, {"text": "Deuxi', encoding="utf-8")
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"meta": {"speechs": []}, "text": "Un seul document."}', encoding="utf-8")
+    assert [detect_format(p) for p in (later_key, truncated, nested)] == ["gptj", "gptj", "json"]
+    report, refusals = run(ws, [later_key, truncated, nested])
+    assert report.imported == 3
+    assert refusals == [f"{truncated}#2: malformed JSON, rest of file not readable: parse error: premature EOF"]
+    assert sorted(doc["text"] for doc in rows(ws)) == ["Premier discours.", "Un discours.", "Un seul document."]
+
+
+def test_one_object_is_not_a_dump_under_format_gptj(ws: Workspace, tmp_path: Path):
+    path = tmp_path / "one.json"
+    path.write_text('{"id": 1, "text": "a single object"}', encoding="utf-8")
+    report, refusals = run(ws, [path], fmt="gptj")
+    assert report.imported == 0
+    assert refusals == [f'{path}: no records found: expected {{"speechs": [...]}} (GPTJ-Overton dump); one object per '
+                        "line is --format jsonl, one object per file --format json"]
+
+
+def test_real_scraped_speech_is_one_document(ws: Workspace, capsys: pytest.CaptureFixture[str]):
+    path = shared_file("viepublique/scraped-speech-1.json")
+    original = json.loads(path.read_text(encoding="utf-8"))
+    assert main(["ingest", str(path), "--source", "vp", "-w", str(ws.root), "--field", "keywords=tag"]) == 0
+    assert capsys.readouterr().out.startswith("imported 1 documents from 1 files")
+    [doc] = rows(ws, "vp")
+    assert doc["text"] == original["text"] and doc["url"] == original["url"] and doc["keywords"] == original["tag"]
+    assert doc["id"] == f"vp:{sha256(original['text'])[:16]}" and doc["meta"] is None
+
+
 def test_csv_splits_keywords_and_honours_field_map(ws: Workspace, tmp_path: Path):
     path = tmp_path / "docs.csv"
     path.write_text(
@@ -282,6 +338,10 @@ def test_text_latin1_needs_encoding(ws: Workspace, tmp_path: Path):
     [
         ("dump.json", b'{"speechs": []}', "gptj"),
         ("dump.json", b'\xef\xbb\xbf \n\t {"speechs": []}', "gptj"),
+        ("dump.json", b'{"n": [1, {"speechs": 0}], "speechs": []}', "gptj"),
+        ("one.json", b'{"id": 1, "text": "x"}', "json"),
+        ("one.json", b'\xef\xbb\xbf{"text": "x", "meta": {"speechs": []}}', "json"),
+        ("broken.json", b'{"text": ', "json"),
         ("items.json", b"[]", "json"),
         ("items.json", b"\n\n  [{}]", "json"),
         ("a.jsonl", b"{}", "jsonl"),
@@ -294,7 +354,8 @@ def test_text_latin1_needs_encoding(ws: Workspace, tmp_path: Path):
         ("a.xml", b"<x/>", None),
         ("noextension", b"{}", None),
     ],
-    ids=["object", "bom-space-object", "array", "space-array", "jsonl", "ndjson", "csv-upper", "tsv", "parquet",
+    ids=["object", "bom-space-object", "later-key", "one-object", "bom-nested-key", "broken-object", "array",
+         "space-array", "jsonl", "ndjson", "csv-upper", "tsv", "parquet",
          "txt", "md", "xml-unknown", "no-extension"],
 )
 def test_detect_format(tmp_path: Path, name: str, content: bytes, expected: str | None):
@@ -337,11 +398,10 @@ def test_jsonl_bad_line_is_refused_rest_imported(ws: Workspace, tmp_path: Path, 
         ("empty.jsonl", b"", "empty file, nothing to import"),
         ("empty.csv", b"", "empty file, nothing to import"),
         ("binary.jsonl", b'{"text": "a"}\n\x00\x01\x02\x89PNG\x00' * 10, "binary file (contains NUL bytes), not text"),
-        ("one-object.json", b'{"id": 1, "text": "a single object"}', "no records found: expected {\"speechs\""),
         ("empty-array.json", b"[]", "no records found: expected a JSON array of objects"),
         ("garbage.parquet", b"PAR1 this is not parquet", "not a readable Parquet file"),
     ],
-    ids=["empty-jsonl", "empty-csv", "binary", "single-object-json", "empty-array", "garbage-parquet"],
+    ids=["empty-jsonl", "empty-csv", "binary", "empty-array", "garbage-parquet"],
 )
 def test_unreadable_file_refused_and_nothing_written(ws: Workspace, tmp_path: Path, name: str, content: bytes,
                                                      why: str):

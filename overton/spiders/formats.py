@@ -1,35 +1,46 @@
-"""Readers for the files users bring: JSON Lines, JSON arrays, the GPTJ-Overton dump, CSV, Parquet, text.
+"""Readers for the files users bring: JSON Lines, JSON, the GPTJ-Overton dump, CSV, Parquet, text, lines, TEI.
 
-Each reader yields :class:`Record` (a dict of fields and where it came from) or :class:`Refusal`
-(what could not be read, where and why) and never stops at the first bad line. JSON inputs are
-parsed as streams (ijson), so a 1 GB dump costs the memory of one record, not of the file.
+Each reader yields :class:`Record` (a dict of fields and where it came from), :class:`Refusal` (what
+could not be read, where and why) or :class:`Empty` (a line that holds no document) and never stops at
+the first bad line. Inputs are read as streams (ijson, lxml's iterparse, line by line), so a 1 GB dump
+costs the memory of one record, not of the file.
+
+Formats that make one document per file or per line (text, tei, lines) take the document's key from
+the file's ``key``: its path relative to the common folder of the inputs, without extension.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ijson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text")
+from overton.spiders import tei
+
+FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei")
+SPLITS = ("line", "block")
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
-    ".parquet": "parquet", ".txt": "text", ".md": "text",
+    ".parquet": "parquet", ".txt": "text", ".md": "text", ".xml": "tei",
 }
 _SNIFF = 8192
+_BOM = b"\xef\xbb\xbf"
+_XML_POSITION = re.compile(r", line \d+, column (\d+)$")  # libxml2's own, the line is reported separately
 
 
 @dataclass
 class Record:
-    where: str  # "file:line" or "file#record"
+    where: str  # "file:line", "file#record" or "file"
     fields: dict[str, Any]
 
 
@@ -42,14 +53,52 @@ class Refusal:
         return f"{self.where}: {self.why}"
 
 
+@dataclass
+class Empty:
+    """A line (``--split line``) with nothing on it: not a document, but counted."""
+
+    where: str
+
+
 def detect_format(path: Path) -> str | None:
-    """Format from the extension; a ``.json`` file holding an object is the GPTJ-Overton dump."""
+    """Format from the extension, then from the content where one extension covers two formats.
+
+    A ``.json`` file whose first object has a ``speechs`` key is the GPTJ-Overton dump (the key is
+    looked for in the stream, never by loading the file); any other ``.json`` is ``json``. An ``.xml``
+    file is TEI unless its root element is readable and is something else.
+    """
     fmt = _EXTENSIONS.get(path.suffix.lower())
-    if fmt == "json":
-        with open(path, "rb") as handle:
-            head = handle.read(_SNIFF).lstrip(b"\xef\xbb\xbf \t\r\n")
-        return "gptj" if head.startswith(b"{") else "json"
+    if fmt == "json" and _json_start(path) == b"{" and _is_gptj_dump(path):
+        return "gptj"
+    if fmt == "tei" and tei.root_name(path) not in (None, *tei.ROOTS):
+        return None
     return fmt
+
+
+def _open_json(path: Path) -> IO[bytes]:
+    """The file, past a UTF-8 byte order mark (which the JSON parser refuses)."""
+    handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    if handle.read(len(_BOM)) != _BOM:
+        handle.seek(0)
+    return handle
+
+
+def _json_start(path: Path) -> bytes:
+    with _open_json(path) as handle:
+        return handle.read(_SNIFF).lstrip(b" \t\r\n")[:1]
+
+
+def _is_gptj_dump(path: Path) -> bool:
+    with _open_json(path) as handle:
+        try:
+            for prefix, event, value in ijson.parse(handle):
+                if prefix == "" and event == "map_key" and value == "speechs":
+                    return True
+                if prefix == "" and event == "end_map":
+                    return False
+        except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError):
+            return False  # the json reader says where the file breaks
+    return False
 
 
 def _binary_refusal(path: Path) -> Refusal | None:
@@ -92,7 +141,7 @@ def read_jsonl(path: Path) -> Iterator[Record | Refusal]:
 
 def _stream_json(path: Path, prefix: str, multiple: bool, expected: str) -> Iterator[Record | Refusal]:
     number = 0
-    with open(path, "rb") as handle:
+    with _open_json(path) as handle:
         try:
             for value in ijson.items(handle, prefix, use_float=True, multiple_values=multiple):
                 number += 1
@@ -109,14 +158,18 @@ def _stream_json(path: Path, prefix: str, multiple: bool, expected: str) -> Iter
 
 
 def read_json(path: Path) -> Iterator[Record | Refusal]:
-    """A JSON array of objects, or several arrays written one after another (Scrapy ``-o`` appends)."""
-    return _stream_json(path, "item", multiple=True, expected="a JSON array of objects")
+    """A JSON array of objects, or several arrays written one after another (Scrapy ``-o`` appends); or one
+    object, the whole file being one document (several objects one after another are one document each)."""
+    if _json_start(path) == b"{":
+        return _stream_json(path, "", multiple=True, expected="a JSON object")
+    return _stream_json(path, "item", multiple=True, expected="a JSON array of objects, or one JSON object")
 
 
 def read_gptj(path: Path) -> Iterator[Record | Refusal]:
     """The GPTJ-Overton dump: ``{"speechs": [{title, speakers, ..., text}, ...]}``."""
     return _stream_json(path, "speechs.item", multiple=False,
-                        expected='{"speechs": [...]} (GPTJ-Overton dump); one object per line is --format jsonl')
+                        expected='{"speechs": [...]} (GPTJ-Overton dump); one object per line is --format jsonl, '
+                                 "one object per file --format json")
 
 
 def read_csv(path: Path) -> Iterator[Record | Refusal]:
@@ -171,25 +224,87 @@ def read_parquet(path: Path) -> Iterator[Record | Refusal]:
             yield Record(f"{path}#{number}", row)
 
 
-def read_text(path: Path, encoding: str = "utf-8") -> Iterator[Record | Refusal]:
-    """One document per file; its key is the file name without extension."""
-    data = path.read_bytes()
+def _decode(data: bytes, encoding: str) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why) when ``data`` is not in ``encoding``."""
     try:
-        text = data.decode(encoding)
+        return data.decode(encoding), None
     except UnicodeDecodeError as exc:
-        yield Refusal(str(path), f"invalid {encoding} at byte {exc.start} (pass --encoding if the file is not UTF-8)")
+        return None, f"invalid {encoding} at byte {exc.start} (pass --encoding if the file is not UTF-8)"
+
+
+def read_text(path: Path, key: str, encoding: str = "utf-8") -> Iterator[Record | Refusal]:
+    """One document per file."""
+    text, why = _decode(path.read_bytes(), encoding)
+    yield Record(str(path), {"id": key, "text": text}) if why is None else Refusal(str(path), why)
+
+
+def read_lines(path: Path, key: str, encoding: str = "utf-8", split: str = "line") -> Iterator[
+        Record | Refusal | Empty]:
+    """One document per line, or per block of lines between blank lines (``split="block"``); its key is
+    ``key:N``, N the number of its first line, so aligned corpora (line N of one file translates line N
+    of another) keep their alignment in the ids. A blank line is no document (counted, per line, as
+    :class:`Empty`)."""
+    with open(path, "rb") as handle:
+        lines = ((number, *_decode(raw.rstrip(b"\r\n"), encoding)) for number, raw in enumerate(handle, 1))
+        if split == "line":
+            for number, text, why in lines:
+                where = f"{path}:{number}"
+                if text is None:
+                    yield Refusal(where, str(why))
+                elif not text.strip():
+                    yield Empty(where)
+                else:
+                    yield Record(where, {"id": f"{key}:{number}", "text": text})
+            return
+        for blank, group in itertools.groupby(lines, key=lambda line: line[1] is not None and not line[1].strip()):
+            if blank:
+                continue
+            block = list(group)
+            first, last = block[0][0], block[-1][0]
+            if bad := next(((number, why) for number, text, why in block if text is None), None):
+                yield Refusal(f"{path}:{bad[0]}", f"{bad[1]}; the block of lines {first}-{last} is not imported")
+            else:
+                text = "\n".join(str(line) for _, line, _ in block)
+                yield Record(f"{path}:{first}", {"id": f"{key}:{first}", "text": text})
+
+
+def read_tei(path: Path, key: str) -> Iterator[Record | Refusal]:
+    """One document per TEI file (see :mod:`overton.spiders.tei`)."""
+    try:
+        doc = tei.parse(path)
+    except tei.NotTei as exc:
+        yield Refusal(str(path), str(exc))
         return
-    yield Record(str(path), {"id": path.stem, "text": text})
+    except tei.XMLSyntaxError as exc:
+        why = exc.msg or "not well-formed"
+        if position := _XML_POSITION.search(why):
+            why = f"{why[:position.start()]} (column {position[1]})"
+        if why.startswith("Entity '"):
+            why += ": external DTDs and entities are never loaded"
+        yield Refusal(f"{path}:{exc.lineno}", f"malformed XML: {why}")
+        return
+    fields: dict[str, Any] = {
+        "id": key, "title": doc.title, "published_at": doc.published_at,
+        "speakers": [{"name": name, "role": role} for name, role in doc.speakers.items()],
+        "text": "\n\n".join(doc.paragraphs),
+    }
+    if doc.date_text:
+        fields["tei_date"] = doc.date_text  # kept in meta: the header's date, when it names no single day
+    yield Record(str(path), fields)
 
 
-def read(path: Path, fmt: str, encoding: str = "utf-8") -> Iterator[Record | Refusal]:
+def read(path: Path, fmt: str, key: str, encoding: str = "utf-8", split: str = "line") -> Iterator[
+        Record | Refusal | Empty]:
+    """Read ``path`` as ``fmt``; ``key`` names the file in the ids of one-document-per-file or -line formats."""
     if fmt != "parquet" and (refusal := _binary_refusal(path)) is not None:
         yield refusal
         return
     if fmt == "text":
-        yield from read_text(path, encoding)
-        return
-    reader = {"jsonl": read_jsonl, "json": read_json, "gptj": read_gptj, "csv": read_csv,
-              "parquet": read_parquet}[fmt]
-    yield from reader(path)
-
+        yield from read_text(path, key, encoding)
+    elif fmt == "lines":
+        yield from read_lines(path, key, encoding, split)
+    elif fmt == "tei":
+        yield from read_tei(path, key)
+    else:
+        yield from {"jsonl": read_jsonl, "json": read_json, "gptj": read_gptj, "csv": read_csv,
+                    "parquet": read_parquet}[fmt](path)

@@ -6,7 +6,11 @@ imported or refused with the file, line and reason; the rest of the file is stil
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +20,7 @@ from typing import Any
 from overton.corpus.errors import UserError
 from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
 from overton.corpus.workspace import Workspace
-from overton.spiders.formats import FORMATS, Refusal, detect_format, read
+from overton.spiders.formats import FORMATS, SPLITS, Empty, Refusal, detect_format, read
 from overton.spiders.raw import RawRunWriter
 
 #: Where each schema field is looked for in an input record, first match wins (``--field`` overrides).
@@ -37,6 +41,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 _SPEAKER_NAME = ("name", "nom")
 _SPEAKER_ROLE = ("role", "function", "qualite")
 MAX_REPORTED = 1000
+MAX_ID_CHARS = 512
 
 
 @dataclass
@@ -47,11 +52,50 @@ class IngestReport:
     files: int = 0
     refused: list[str] = field(default_factory=list)
     refused_count: int = 0
+    duplicates: int = 0  # refused because an earlier record of this ingest had the same id
+    empty: int = 0  # blank lines of --format lines: no document, not refused either
 
     def refuse(self, refusal: Refusal) -> None:
         self.refused_count += 1
         if len(self.refused) < MAX_REPORTED:
             self.refused.append(str(refusal))
+
+
+def file_keys(paths: list[Path]) -> list[str]:
+    """Each file's key in the ids of the formats that make one document per file or per line (text, tei,
+    lines): its path relative to the deepest folder that holds every input, without its extension, with
+    ``/`` separators. Files of one folder keep their bare names (``speech``); ``a/speech.txt`` and
+    ``b/speech.txt`` become ``a/speech`` and ``b/speech`` instead of colliding."""
+    absolute = [Path(os.path.abspath(path)) for path in paths]
+    common = os.path.commonpath([path.parent for path in absolute])
+    return [path.relative_to(common).with_suffix("").as_posix() for path in absolute]
+
+
+class SeenIds:
+    """The ids this ingest has imported and where each was first seen, to refuse a later record with one.
+
+    Kept in a private temporary SQLite file, which SQLite unlinks as soon as it opens it (nothing is left
+    behind, even by a killed run): memory stays flat however many documents, for a few microseconds per id.
+    """
+
+    def __init__(self, files: list[str]):
+        self._files = files
+        self._db = sqlite3.connect("")
+        self._db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY, file INTEGER, position TEXT) WITHOUT ROWID")
+
+    def add(self, doc_id: str, file: int, where: str) -> str | None:
+        """Remember ``doc_id``, seen at ``where`` in input ``file``; if it was seen before, return where."""
+        digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=16).digest()
+        position = where.removeprefix(self._files[file])  # ":12", "#3" or "": the file is named by its number
+        if self._db.execute("INSERT INTO seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                            (digest, file, position)).rowcount:
+            return None
+        first_file, first_position = self._db.execute(
+            "SELECT file, position FROM seen WHERE digest = ?", (digest,)).fetchone()
+        return self._files[first_file] + first_position
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def parse_field_map(pairs: Iterable[str]) -> dict[str, str]:
@@ -114,16 +158,20 @@ def to_document(fields: Mapping[str, Any], source: str, fetched_at: datetime,
         used.update(k for k in keys if k in fields)
         return None
 
-    text = get("text")
+    column = field_map.get("text", "text")
+    if column not in fields:
+        raise ValueError(f"record has no '{column}' field")
+    used.add(column)
+    text = fields[column]
     if text is None:
-        if "text" not in fields and "text" not in field_map:
-            raise ValueError("record has no 'text' field")
-        text = ""
+        raise ValueError(f"'{column}' is null: a document needs its text")
     if not isinstance(text, str):
         raise ValueError(f"'text' must be a string, got {type(text).__name__}")
     raw_id = get("id")
     key = str(raw_id) if raw_id is not None else text_sha256(text)[:16]
     doc_id = key if key.startswith(f"{source}:") else make_id(source, key)
+    if len(doc_id) > MAX_ID_CHARS:
+        raise ValueError(f"id longer than {MAX_ID_CHARS} characters")
     try:
         published_at = parse_timestamp(get("published_at"))
     except (ValueError, OverflowError) as exc:
@@ -170,6 +218,7 @@ def ingest(
     field_map: Mapping[str, str] | None = None,
     default_license: str | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    split: str = "line",
 ) -> IngestReport:
     """Import ``paths`` as one raw run of ``source``; nothing is written if nothing is importable."""
     try:
@@ -178,8 +227,12 @@ def ingest(
         raise UserError(str(exc)) from None
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if encoding.lower().replace("-", "").replace("_", "") != "utf8" and fmt != "text":
-        raise UserError("--encoding applies to plain text files only: pass --format text")
+    if encoding.lower().replace("-", "").replace("_", "") != "utf8" and fmt not in ("text", "lines"):
+        raise UserError("--encoding applies to plain text files only: pass --format text or --format lines")
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    if split != "line" and fmt != "lines":
+        raise UserError("--split applies to --format lines only")
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
@@ -194,29 +247,40 @@ def ingest(
             on_refusal(refusal)
 
     try:
-        for path in paths:
-            report.files += 1
-            file_format = fmt or detect_format(path)
-            if file_format is None:
-                refuse(Refusal(str(path), "unknown file type: pass --format"))
-                continue
-            for item in read(path, file_format, encoding):
-                if isinstance(item, Refusal):
-                    refuse(item)
+        with contextlib.closing(SeenIds([str(path) for path in paths])) as seen:
+            for number, (path, key) in enumerate(zip(paths, file_keys(paths), strict=True)):
+                report.files += 1
+                file_format = fmt or detect_format(path)
+                if file_format is None:
+                    refuse(Refusal(str(path), "unknown file type: pass --format"))
                     continue
-                try:
-                    row = to_document(item.fields, source, fetched_at, field_map, default_license)
-                except ValueError as exc:
-                    refuse(Refusal(item.where, str(exc)))
-                    continue
-                writer.add(row)
-                report.imported += 1
+                for item in read(path, file_format, key, encoding, split):
+                    if isinstance(item, Empty):
+                        report.empty += 1
+                        continue
+                    if isinstance(item, Refusal):
+                        refuse(item)
+                        continue
+                    try:
+                        row = to_document(item.fields, source, fetched_at, field_map, default_license)
+                    except ValueError as exc:
+                        refuse(Refusal(item.where, str(exc)))
+                        continue
+                    # An id made from the text is shared only by the same text: an exact duplicate, which the
+                    # build keeps once and records in rejected/ with the copy it kept. Any other id is checked.
+                    text_id = row["id"] == make_id(source, row["content_sha256"][:16])
+                    if not text_id and (first := seen.add(row["id"], number, item.where)) is not None:
+                        report.duplicates += 1
+                        refuse(Refusal(item.where, f"duplicate id {row['id']}, first seen at {first}"))
+                        continue
+                    writer.add(row)
+                    report.imported += 1
         if report.imported == 0:
             writer.abort()
             shutil.rmtree(writer.path)
             return report
         writer.commit({"job": "ingest", "files": [str(p) for p in paths], "refused": report.refused_count,
-                       "fetched_at": fetched_at.isoformat()})
+                       "duplicates": report.duplicates, "empty": report.empty, "fetched_at": fetched_at.isoformat()})
         report.run_id = writer.run_id
         return report
     except BaseException:
