@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import random
 import signal
 import time
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader
 
 from overton.corpus.config import TrainConfig
 from overton.corpus.errors import UserError
+from overton.corpus.lifetime import worker_of
 from overton.corpus.workspace import Workspace
 from overton.train.budget import GPUS, ModelShape, flops_per_token
 from overton.train.checkpoint import CheckpointManager, estimate_checkpoint_bytes, human_bytes
@@ -98,9 +100,10 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite: ``overton train`` exits 1 with this message and saves nothing."""
 
 
-def _ignore_interrupts(_worker: int) -> None:
-    """Loader workers ignore Ctrl-C: the training process finishes its step (it needs their batches) and saves."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _loader_worker(parent: int, _worker: int) -> None:
+    """Loader workers ignore Ctrl-C: the training process finishes its step (it needs their batches) and saves.
+    They end with the training process, however it ends (torch's own check notices only within 5 s)."""
+    worker_of(parent)
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,7 @@ class Run:
                                                  else None)
         loader = DataLoader(SequenceDataset(self.make_stream, self.layout, start), batch_size=None,
                             num_workers=s.loader_workers, pin_memory=d.device.type == "cuda",
-                            worker_init_fn=_ignore_interrupts)
+                            worker_init_fn=functools.partial(_loader_worker, os.getpid()))
         batches = iter(loader)
         stop: dict[str, str | None] = {"signal": None}
 
