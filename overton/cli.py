@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from overton import __version__
@@ -104,18 +107,49 @@ def cmd_crawl(args) -> int:
     return record.exit_code
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT reached a resumable command; raised in the main thread, wherever it was."""
+
+    def __init__(self, number: int):
+        self.signal = signal.Signals(number)
+        self.exit_code = 128 + self.signal  # what a shell reports for a process ended by that signal
+        super().__init__(f"stopped by {self.signal.name}")
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`Stopped`: unwinding it kills the worker pool, keeps the
+    finished tasks' markers and writes the run record. Further stop signals are ignored meanwhile."""
+
+    def on_signal(number, _frame) -> None:
+        for stop_signal in previous:
+            signal.signal(stop_signal, signal.SIG_IGN)
+        raise Stopped(number)
+
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def cmd_build(args) -> int:
     from overton.corpus.report import counts_table
     from overton.pipelines.build import build
 
     workspace = _workspace(args)
-    with RunRecord(workspace, "build") as record:
-        if args.refilter:
-            from overton.pipelines.refilter import refilter
+    with RunRecord(workspace, "build") as record, _stop_signals_raise():
+        try:
+            if args.refilter:
+                from overton.pipelines.refilter import refilter
 
-            result = refilter(workspace, jobs=args.jobs, progress=not args.quiet)
-        else:
-            result = build(workspace, jobs=args.jobs, progress=not args.quiet)
+                result = refilter(workspace, jobs=args.jobs, progress=not args.quiet)
+            else:
+                result = build(workspace, jobs=args.jobs, progress=not args.quiet)
+        except Stopped as stop:
+            record.exit_code = stop.exit_code
+            raise
         record.data.update(message=result.message, counts=result.new_counts,
                            version=str(result.version.path) if result.version else None)
     print(result.message)
@@ -301,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"overton: error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
+    except Stopped as stop:
+        print(f"overton: {args.command} {stop}; the same command resumes it", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("overton: interrupted", file=sys.stderr)
         return 130
