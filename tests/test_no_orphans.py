@@ -148,7 +148,7 @@ _PARENT = textwrap.dedent("""
             while os.getppid() == parent:
                 time.sleep(0.005)
         if how == "watch":
-            lifetime.watch_parent()
+            lifetime.watch_parent(parent)
         else:
             lifetime.worker_of(parent)
         print("tied", flush=True)
@@ -167,7 +167,7 @@ _PARENT = textwrap.dedent("""
                                              ("fork", "watch"), ("spawn", "late")])
 def test_a_worker_ends_with_its_killed_parent(tmp_path, method, how):
     """worker_of (prctl on Linux); watch_parent, the thread used elsewhere, run here too; late: the parent
-    died before the child called worker_of, so no death signal will ever come and the child ends itself."""
+    ended before the child called worker_of, so no death signal will ever come and the child ends itself."""
     script = tmp_path / "parent.py"
     script.write_text(_PARENT)
     parent = subprocess.Popen([sys.executable, str(script), method, how], stdout=subprocess.PIPE, text=True,
@@ -184,36 +184,52 @@ def test_a_worker_ends_with_its_killed_parent(tmp_path, method, how):
         _kill_session(parent)
 
 
-def test_sigkill_of_overton_train_leaves_no_loader_worker(tmp_path):
+@pytest.fixture(scope="module")
+def train_base(tmp_path_factory) -> Path:
+    """The sample built, a tokenizer and a tiny GPT-J config, as the training tests have them."""
     pytest.importorskip("torch")
     from overton.corpus.dataset import Version
     from overton.train.loader import Tokenizer
     from overton.train.tiny import train_tokenizer, write_gptj_config
-    from tests.test_train_run import command, workspace
     from tests.train_fixtures import documents, sample_workspace
 
-    base = tmp_path / "base"
+    base = tmp_path_factory.mktemp("train") / "base"
     texts = [d["text"] for d in documents(Version.open(sample_workspace(base).datasets / "overton"))]
     write_gptj_config(base / "tiny.json", vocab_size=400,
                       eos_id=Tokenizer(str(train_tokenizer(base / "tokenizer", texts))).eos_id)
-    ws = workspace(base, tmp_path / "ws", steps=10_000, save_every=10_000, eval_every=0, log_every=1,
+    return base
+
+
+@pytest.mark.parametrize("processes", [1, 2], ids=["overton-train", "torchrun-2-processes"])
+def test_sigkill_of_the_trainer_leaves_no_rank_and_no_loader_worker(train_base, tmp_path, processes):
+    """``loader_workers = 2``: torch's own check of the parent takes up to 5 s, so 2 s is asserted here.
+    Under torchrun the ranks are in sessions of their own: only their tie to torchrun ends them."""
+    from tests.test_train_run import command, workspace
+
+    ws = workspace(train_base, tmp_path / "ws", steps=10_000, save_every=10_000, eval_every=0, log_every=1,
                    micro_batch=2, global_batch=4, loader_workers=2)
     metrics = ws / "train" / "metrics.jsonl"
-    process = subprocess.Popen(command(ws), start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(command(ws, processes), start_new_session=True, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+    started: list[psutil.Process] = []
     try:
         main = psutil.Process(process.pid)
         deadline = time.monotonic() + 180
         while not (metrics.is_file() and '"loss"' in metrics.read_text()):  # steps ran on the workers' batches
-            assert process.poll() is None, process.communicate()
+            assert process.poll() is None, (tmp_path / "stderr.txt").read_text()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        workers = main.children(recursive=True)
-        assert [w.name() for w in workers] == ["pt_data_worker"] * 2
+        started = main.children(recursive=True)
+        names = sorted(p.name() for p in started)
+        assert names == ["pt_data_worker"] * 2 if processes == 1 else ["pt_data_worker"] * 4 + ["python"] * 2
         killed = time.monotonic()
         process.kill()
-        left, seconds = _wait_gone(workers, killed, grace=2.0)  # torch's own check of the parent alone takes up to 5 s
-        assert left == [], "loader workers outlived the killed trainer by 2 s"
-        print(f"train SIGKILL: {len(workers)} loader workers gone {seconds:.3f} s later")
+        left, seconds = _wait_gone(started, killed, grace=2.0)
+        assert left == [], f"alive 2 s after SIGKILL: {[p.name() for p in left]}"
+        print(f"train SIGKILL ({processes} process(es)): the {len(started)} processes started gone {seconds:.3f} s"
+              " after the signal")
     finally:
         _kill_session(process)
+        for leftover in _alive(started):
+            leftover.kill()

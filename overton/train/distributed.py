@@ -3,6 +3,8 @@
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them this is rank 0 of 1 and no
 process group is created, so ``python -m overton train`` and ``overton train`` work as they are.
 The backend is NCCL on GPUs and gloo on CPUs (the tests run two gloo processes on one machine).
+A rank ends with the ``torchrun`` that started it, also when that one is killed (SIGKILL leaves no
+time to stop its ranks, which would go on training).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from overton.corpus.lifetime import die_with_parent
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -24,6 +28,8 @@ class Distributed:
 
     @classmethod
     def start(cls) -> Distributed:
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank of torchrun, which has no way to take it down if killed
+            die_with_parent(os.getppid())
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         if torch.cuda.is_available():
