@@ -151,6 +151,10 @@ def split_paragraphs(text: str, rng) -> list[str]:
     return [p for p in pieces if p]
 
 
+#: The source profile of each source of the real documents.
+PROFILES = {"assemblee": "debate", "vie-publique": "speech"}
+
+
 def read_documents(rng) -> tuple[list[Doc], dict[str, Any]]:
     """The real documents, cleaned, cut to 2-20 KB, without exact duplicates."""
     from overton.corpus.text import clean_whitespace, html_to_text, split_source_line
@@ -559,15 +563,18 @@ def run_tool(tool: str, corpus: Path, out: Path) -> None:
 def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     """Every per-document build step, then signatures and the near-dedup index, batch by batch."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from overton.corpus.config import Config, PiiConfig
+    from overton.corpus.config import BUILTIN_PROFILES, Config
     from overton.corpus.schema import documents_to_batch, text_sha256
     from overton.pipelines.build import WORK_SCHEMA, document_steps, near_dedup_step, parameters
     from overton.pipelines.dedup_near import Candidates
-    from overton.pipelines.step import to_work_batch
+    from overton.pipelines.step import set_column, to_work_batch
 
-    params = parameters(Config(pii=PiiConfig(skip_sources=[])))  # PII on every source, to measure its cost
+    # every source judged by its profile, but with PII on, to measure its cost
+    profiles = {name: profile.model_copy(update={"pii": True}) for name, profile in BUILTIN_PROFILES.items()}
+    params = parameters(Config(profiles=profiles))
     steps = document_steps(params)
     schema = WORK_SCHEMA
     near = near_dedup_step(params)
@@ -580,6 +587,7 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
         rows = [{"id": i, "source": s, "text": t, "content_sha256": text_sha256(t)}
                 for i, s, t in zip(ids[a:b], sources[a:b], texts[a:b], strict=True)]
         batch = to_work_batch(documents_to_batch(rows), schema)
+        batch = set_column(batch, "profile", pa.array([PROFILES[s] for s in sources[a:b]], pa.string()))
         for step in steps:
             docs_in[step.name] += batch.num_rows
             bytes_in[step.name] += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
@@ -727,7 +735,7 @@ def end_to_end(tmp: Path, docs: list[Doc], mb: float, warnings: list[str]) -> li
                 if d.source == source:
                     handle.write(json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False) + "\n")
         ingests.append(measure([*overton, "ingest", "-w", str(workspace), "--source", source, "--format", "jsonl",
-                                str(path)]).check())
+                                "--profile", PROFILES[source], str(path)]).check())
     build = measure([*overton, "build", "-w", str(workspace), "--jobs", "1", "--quiet"]).check()
     manifest = json.loads((workspace / "datasets" / "overton" / "v0001" / "manifest.json").read_text())
     counts = manifest["counts"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from overton import __version__
+from overton.corpus.config import DEFAULT_PROFILE
 from overton.corpus.errors import Refused, UserError
 from overton.corpus.workspace import RunRecord, Workspace
 
@@ -72,15 +73,17 @@ def cmd_ingest(args) -> int:
             field_map=parse_field_map(args.field or []),
             default_license=args.license,
             on_refusal=show,
+            profile=args.profile,
             split=args.split,
         )
-        record.data.update(source=args.source, run_id=report.run_id, files=report.files,
+        record.data.update(source=args.source, profile=args.profile, run_id=report.run_id, files=report.files,
                            imported=report.imported, refused=report.refused_count, duplicates=report.duplicates,
                            empty=report.empty, refusals=report.refused)
         record.exit_code = EXIT_PARTIAL if report.refused_count else EXIT_OK
     if shown > _SHOWN_REFUSALS:
         print(f"... and {shown - _SHOWN_REFUSALS} more refusals, all listed in {record.path}", file=sys.stderr)
-    where = f"raw/{args.source}/{report.run_id}" if report.run_id else "nowhere (nothing importable)"
+    where = f"raw/{args.source}/{report.run_id} (profile {args.profile})" if report.run_id else \
+        "nowhere (nothing importable)"
     print(f"imported {report.imported} documents from {report.files} files into {where}; "
           f"refused {report.refused_count}"
           + (f" ({report.duplicates} duplicate ids)" if report.duplicates else "")
@@ -150,8 +153,10 @@ def cmd_build(args) -> int:
         except Stopped as stop:
             record.exit_code = stop.exit_code
             raise
-        record.data.update(message=result.message, counts=result.new_counts,
+        record.data.update(message=result.message, counts=result.new_counts, warnings=result.warnings,
                            version=str(result.version.path) if result.version else None)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(result.message)
     if result.new_counts:
         print("added in this version:")
@@ -278,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                      help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")
+    sub.add_argument("--profile", default=DEFAULT_PROFILE,
+                     help="source profile whose rules judge these documents: speech, debate, encyclopedia, qa, web "
+                     f"or one of [profiles] (default {DEFAULT_PROFILE}; [sources.NAME] profile overrides it)")
 
     sub = command("crawl", cmd_crawl, "run a collector (vie-publique, web): fetch what is new into raw/; "
                   "exit 1 if the crawl failed")

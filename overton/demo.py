@@ -24,11 +24,11 @@ from overton.corpus.workspace import Workspace
 from overton.pipelines.build import build
 from overton.spiders.ingest import ingest
 
-#: (file in overton/sample, source name, licence for records that carry none)
+#: (file in overton/sample, source name, its profile, licence for records that carry none)
 SAMPLE = (
-    ("speeches.json", "speeches", "CC0-1.0"),
-    ("encyclopedia.jsonl", "encyclopedia", "CC0-1.0"),
-    ("questions.csv", "questions", "CC0-1.0"),
+    ("speeches.json", "speeches", "speech", "CC0-1.0"),
+    ("encyclopedia.jsonl", "encyclopedia", "encyclopedia", "CC0-1.0"),
+    ("questions.csv", "questions", "qa", "CC0-1.0"),
 )
 
 
@@ -84,10 +84,11 @@ def run_demo(root: Path | None, jobs: int | None, say=print) -> int:
     workspace = Workspace.init(root)
     say(f"workspace: {workspace.root}")
     refused = 0
-    for filename, source, licence in SAMPLE:
-        report = ingest(workspace, [sample_dir() / filename], source, default_license=licence)
+    for filename, source, profile, licence in SAMPLE:
+        report = ingest(workspace, [sample_dir() / filename], source, default_license=licence, profile=profile)
         refused += report.refused_count
-        say(f"ingested {report.imported:>3} documents from {filename} into raw/{source}/{report.run_id}")
+        say(f"ingested {report.imported:>3} documents from {filename} into raw/{source}/{report.run_id} "
+            f"(profile {profile})")
     result = build(workspace, jobs=jobs, progress=False)
     version = result.version
     say(f"built {version.path.relative_to(workspace.root)}:")

@@ -25,9 +25,10 @@ from tests.conftest import french_text, shared_file, write_jsonl
 _text = french_text
 
 
-def _ingest(workspace: Workspace, source: str, records: list[dict], name: str = "in.jsonl") -> None:
+def _ingest(workspace: Workspace, source: str, records: list[dict], name: str = "in.jsonl",
+            profile: str = "web") -> None:
     path = write_jsonl(workspace.root.parent / f"{source}-{name}", records)
-    report = ingest(workspace, [path], source)
+    report = ingest(workspace, [path], source, profile=profile)
     assert report.refused_count == 0
 
 
@@ -54,8 +55,8 @@ def test_every_document_is_kept_or_rejected_with_its_reason(workspace: Workspace
         {"id": "h", "text": "Écrivez au cabinet : cabinet@ministere.gouv.fr. " + _text(rng, 20)},  # public: untouched
     ]
     other_g = speeches.pop(7)  # an ingest refuses an id twice: the second text comes in a later run
-    _ingest(workspace, "speeches", speeches)
-    _ingest(workspace, "speeches", [other_g], name="later.jsonl")
+    _ingest(workspace, "speeches", speeches, profile="speech")
+    _ingest(workspace, "speeches", [other_g], name="later.jsonl", profile="speech")
     english = ("The government must support the regions in the years to come, and the parliament will vote on the "
                "budget before the end of the year, with the social partners and the elected members of each town.")
     _ingest(workspace, "web", [
@@ -95,11 +96,13 @@ def test_every_document_is_kept_or_rejected_with_its_reason(workspace: Workspace
 
     counts = version.manifest["counts"]
     assert counts["sources"]["speeches"] == {
-        "input": 9, "kept": 3, "rejected": 6,
-        "reasons": {"duplicate_id": 1, "empty": 1, "exact_duplicate": 2, "invalid_utf8": 1, "too_large": 1}}
+        "input": 9, "kept": 3, "rejected": 6, "profiles": {"speech": 9},
+        "reasons": {"duplicate_id": 1, "empty": 1, "exact_duplicate": 2, "invalid_utf8": 1, "too_large": 1},
+        "steps": {"admission": 2, "dedup_content_sha256": 2, "dedup_id": 1, "too_large": 1}}
     assert counts["sources"]["web"] == {
-        "input": 5, "kept": 2, "rejected": 3,
-        "reasons": {"exact_duplicate": 1, "not_french": 1, "quality_min_words": 1}}
+        "input": 5, "kept": 2, "rejected": 3, "profiles": {"web": 5},
+        "reasons": {"exact_duplicate": 1, "not_french": 1, "quality_min_words": 1},
+        "steps": {"dedup_content_sha256": 1, "language": 1, "quality": 1}}
     for entry in [counts, *counts["sources"].values()]:
         assert entry["input"] == entry["kept"] + entry["rejected"] == entry["kept"] + sum(entry["reasons"].values())
     assert version.verify() == []
@@ -210,7 +213,8 @@ def test_incremental_build_keeps_old_files_and_dedups_against_them(workspace: Wo
                         "speeches:o7": ("duplicate_id", {"duplicate_of": "speeches:o7"})}
     assert v2.manifest["added"]["input"] == 3
     assert v2.manifest["counts"]["sources"]["speeches"] == {
-        "input": 23, "kept": 21, "rejected": 2, "reasons": {"duplicate_id": 1, "exact_duplicate": 1}}
+        "input": 23, "kept": 21, "rejected": 2, "profiles": {"web": 23},
+        "reasons": {"duplicate_id": 1, "exact_duplicate": 1}, "steps": {"dedup_content_sha256": 1, "dedup_id": 1}}
     assert v2.verify() == [] and v1.verify() == []
     assert build(workspace, progress=False).message.startswith("nothing new to build")
 
@@ -226,7 +230,8 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
     distinct_texts = len({r["text"] for r in rows})
     assert full_row_duplicates == 91
 
-    report = ingest(workspace, [path], "vie-publique", field_map={"thematics": "tags", "keywords": "topics"})
+    report = ingest(workspace, [path], "vie-publique", field_map={"thematics": "tags", "keywords": "topics"},
+                    profile="speech")
     assert (report.imported, report.refused_count) == (415, 12)
     assert all("repeated header row" in r for r in report.refused)
     version = build(workspace, progress=False).version
@@ -255,7 +260,7 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
 
 def test_build_cli_reports_and_records_the_run(workspace: Workspace, capsys):
     text = "Mesdames et messieurs, je vous remercie de votre présence."
-    _ingest(workspace, "speeches", [{"id": "1", "text": text}, {"id": "2", "text": text}])
+    _ingest(workspace, "speeches", [{"id": "1", "text": text}, {"id": "2", "text": text}], profile="speech")
     assert main(["build", "--workspace", str(workspace.root), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "built overton v0001" in out and "exact_duplicate 1" in out

@@ -272,7 +272,8 @@ def test_config_template_holds_every_setting_with_its_default():
                 assert f"\n{key} = " in "\n" + body, f"{section}.{key} missing from the template"
 
     for section, field in Config.model_fields.items():
-        check(field.annotation, section)
+        if section not in ("profiles", "sources"):  # tables of named tables: tests/test_profiles.py
+            check(field.annotation, section)
 
 
 @pytest.mark.parametrize(

@@ -554,7 +554,7 @@ def test_cli_all_imported_exits_0(ws: Workspace, tmp_path: Path, capsys: pytest.
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     [raw_run] = ws.raw_runs()
-    assert out == f"imported 3 documents from 2 files into raw/cli/{raw_run.run_id}; refused 0\n"
+    assert out == f"imported 3 documents from 2 files into raw/cli/{raw_run.run_id} (profile web); refused 0\n"
     docs = by_id(ws, "cli")
     assert sorted(docs) == ["cli:a", "cli:b", "cli:c"]
     assert docs["cli:c"]["keywords"] == ["x", "y"] and {d["license"] for d in docs.values()} == {"CC0-1.0"}

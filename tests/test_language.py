@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from overton.corpus.config import ProfileLanguage
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
 from overton.corpus.text import clean_whitespace
 from overton.pipelines.language import (
@@ -237,7 +238,7 @@ def test_bilingual_page_keeps_its_french_half():
 
 def test_a_document_emptied_by_paragraph_mode_is_rejected_whatever_the_threshold():
     text = ENGLISH_QUOTE + "\n\n" + ENGLISH_QUOTE
-    step = LanguageFilter(min_score=0.0, paragraph_pass_min_score=0.0)
+    step = LanguageFilter({"web": ProfileLanguage(min_score=0.0)}, paragraph_pass_min_score=0.0)
     batch = step.apply(work_batch([text], step))
     assert batch.column("text").to_pylist() == [""]
     assert batch.column("language_removed_chars").to_pylist() == [len(text)]
@@ -257,7 +258,7 @@ def test_decide_replays_with_another_threshold_without_measuring_again():
     assert 0.6 < score < 0.95
     stats = dict(step.stats)
 
-    strict = LanguageFilter(min_score=0.95, paragraph_mode=False)
+    strict = LanguageFilter({"web": ProfileLanguage(min_score=0.95)}, paragraph_mode=False)
     strict.detector = CountingDetector()  # would record any measurement
     assert step.decide(batch)[0] is None
     rejection = strict.decide(batch)[0]
@@ -313,8 +314,9 @@ def test_europarl_english_lines_rejected_and_french_lines_kept():
     french = [s for s in (folder / "europarl-v7.fr-en.fr").read_text(encoding="utf-8").splitlines() if s.strip()]
     english = [s for s in (folder / "europarl-v7.fr-en.en").read_text(encoding="utf-8").splitlines() if s.strip()]
     step = LanguageFilter()
-    kept_french = [s for s in french if step.score(s)[1] >= step.settings.min_score]
-    kept_english = [s for s in english if step.score(s)[1] >= step.settings.min_score]
+    minimum = step.profiles["web"].min_score
+    kept_french = [s for s in french if step.score(s)[1] >= minimum]
+    kept_english = [s for s in english if step.score(s)[1] >= minimum]
     long_french = [s for s in french if len(s) >= 40]
     kept_long = [s for s in kept_french if len(s) >= 40]
     print(f"\nEuroparl: French kept {len(kept_french)}/{len(french)} ({len(kept_long)}/{len(long_french)} of"

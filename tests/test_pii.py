@@ -8,15 +8,17 @@ import pytest
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
 from overton.corpus.text import html_mask
 from overton.pipelines.pii import EMAIL_PLACEHOLDER, PHONE_PLACEHOLDER, PiiRedactor, redact
-from overton.pipelines.step import run_steps, to_work_batch, work_schema
+from overton.pipelines.step import run_steps, set_column, to_work_batch, work_schema
 
 
 def work_batch(docs: list[tuple[str, str]], step: PiiRedactor) -> pa.RecordBatch:
+    """(profile, text) pairs as a batch of documents judged by those profiles."""
     rows = [
-        {"id": f"{source}:{i}", "source": source, "text": text, "content_sha256": text_sha256(text)}
-        for i, (source, text) in enumerate(docs)
+        {"id": f"src:{i}", "source": "src", "text": text, "content_sha256": text_sha256(text)}
+        for i, (_, text) in enumerate(docs)
     ]
-    return to_work_batch(pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA), work_schema([step]))
+    batch = to_work_batch(pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA), work_schema([step]))
+    return set_column(batch, "profile", pa.array([profile for profile, _ in docs]))
 
 
 PHONES = [
@@ -118,10 +120,10 @@ def test_counts_columns_hash_and_stats():
     }
 
 
-def test_skip_sources_are_left_untouched():
+def test_documents_of_skipped_profiles_are_left_untouched():
     speech = "Pour toute question : cabinet@ministere.gouv.fr ou le 01 42 75 80 00."
-    step = PiiRedactor(skip_sources=["vie-publique"])
-    out = step.apply(work_batch([("vie-publique", speech), ("quora", speech)], step))
+    step = PiiRedactor(skip_profiles=["speech"])
+    out = step.apply(work_batch([("speech", speech), ("qa", speech)], step))
     public, private = out.to_pylist()
     assert public["text"] == speech and public["content_sha256"] == text_sha256(speech)
     assert public["pii_emails"] is None and public["pii_phones"] is None  # not examined, not "none found"

@@ -1,9 +1,8 @@
-"""Quality filter: Gopher / FineWeb-2 French signals, per-family thresholds, replayable decisions."""
+"""Quality filter: Gopher / FineWeb-2 French signals, per-profile thresholds, replayable decisions."""
 
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections import Counter
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from overton.corpus.config import QualityCuratedConfig, QualityWebConfig
+from overton.corpus.config import BUILTIN_PROFILES, QualityRules
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
 from overton.corpus.text import clean_whitespace, html_to_text
 from overton.pipelines import quality
@@ -36,28 +35,27 @@ PROSE = (
 PLAIN_WORDS = [w.strip(".,:'") for w in PROSE.split() if w.strip(".,:'")]
 
 
-def work_batch(texts: list[str], source: str = "web", step: QualityFilter | None = None) -> pa.RecordBatch:
+def work_batch(texts: list[str], profile: str = "web", step: QualityFilter | None = None) -> pa.RecordBatch:
     rows = [
-        {"id": f"{source}:{i}", "source": source, "text": text, "content_sha256": text_sha256(text)}
+        {"id": f"src:{i}", "source": "src", "text": text, "content_sha256": text_sha256(text)}
         for i, text in enumerate(texts)
     ]
     raw = pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA)
-    return to_work_batch(raw, work_schema([step or QualityFilter()]))
+    return to_work_batch(raw, work_schema([step or QualityFilter()]), profile)
 
 
-def judge(texts: list[str], step: QualityFilter, source: str = "web") -> list[Any]:
-    batch = step.signals(work_batch(texts, source, step))
+def judge(texts: list[str], step: QualityFilter, profile: str = "web") -> list[Any]:
+    batch = step.signals(work_batch(texts, profile, step))
     return step.decide(batch)
 
 
-def only(attribute: str, family: type = QualityWebConfig) -> Any:
-    """A family's thresholds with every rule off but one, which keeps its default value."""
-    off = {name: None for name in family.model_fields if name != attribute}
-    return family(**off)
+def default(attribute: str, profile: str = "web") -> Any:
+    return getattr(BUILTIN_PROFILES[profile].quality, attribute)
 
 
-def default(attribute: str, family: type = QualityWebConfig) -> Any:
-    return getattr(family(), attribute)
+def only(attribute: str, profile: str = "web") -> QualityFilter:
+    """A filter whose web profile has every rule off but one, which keeps the profile's default value."""
+    return QualityFilter({"web": QualityRules(**{attribute: default(attribute, profile)})})
 
 
 # --- the keep document ------------------------------------------------------------------------
@@ -143,7 +141,7 @@ def _reason(key: str) -> str:
 def test_each_web_rule_keeps_prose_and_rejects_its_document(key: str):
     """With only this rule on, at its FineWeb-2 / Gopher default, prose is kept and the document is not."""
     attribute = key.split("/")[0]
-    step = QualityFilter(web=only(attribute))
+    step = only(attribute)
     kept, rejected = judge([PROSE, WEB_REJECTS[key]], step)
     assert kept is None
     assert rejected is not None, f"{key} document was kept"
@@ -298,10 +296,11 @@ DEBATE = "\n".join(
 )
 
 
-def test_curated_debate_is_kept_though_web_rules_would_reject_it():
-    step = QualityFilter(curated_sources=["an-debats"])
-    assert judge([DEBATE], step, source="an-debats") == [None]
-    [web] = judge([DEBATE], step, source="quora")
+def test_a_debate_is_kept_by_its_profile_though_web_rules_would_reject_it():
+    step = QualityFilter()
+    assert judge([DEBATE], step, profile="debate") == [None]
+    assert judge([DEBATE], step, profile="speech") == [None]
+    [web] = judge([DEBATE], step, profile="web")
     assert web is not None and web[0] == "quality_dup_line_frac"
 
 
@@ -315,25 +314,25 @@ CURATED_REJECTS = {
 
 
 @pytest.mark.parametrize("attribute", list(CURATED_REJECTS))
-def test_each_curated_rule_keeps_a_speech_and_rejects_its_document(attribute: str):
-    step = QualityFilter(curated_sources=["discours"])
-    kept, rejected = judge([DEBATE, CURATED_REJECTS[attribute]], step, source="discours")
+def test_each_speech_rule_keeps_a_speech_and_rejects_its_document(attribute: str):
+    step = QualityFilter()
+    kept, rejected = judge([DEBATE, CURATED_REJECTS[attribute]], step, profile="speech")
     assert kept is None
     assert rejected is not None
     reason, detail = rejected
     rule = next(rule for rule, _, _, attr in quality._RULES if attr == attribute)
     assert reason == f"quality_{rule}"
-    assert detail["threshold"] == default(attribute, QualityCuratedConfig)
+    assert detail["threshold"] == default(attribute, "speech")
 
 
-def test_curated_family_has_no_repetition_or_layout_rules():
-    names = set(QualityCuratedConfig.model_fields)
-    assert names == {"min_words", "min_mean_word_len", "max_mean_word_len", "min_alpha_ratio", "max_symbol_ratio"}
-    step = QualityFilter(curated_sources=["discours"])
+@pytest.mark.parametrize("profile", ["speech", "debate"])
+def test_speech_and_debate_profiles_have_no_repetition_or_layout_rules(profile: str):
+    rules = {name for name, value in BUILTIN_PROFILES[profile].quality.model_dump().items() if value is not None}
+    assert rules == {"min_words", "min_mean_word_len", "max_mean_word_len", "min_alpha_ratio", "max_symbol_ratio"}
     web_only = ["max_dup_line_frac", "max_top_2gram", "max_dup_5gram", "min_line_punct_ratio", "max_boilerplate_lines",
                 "max_lorem_ipsum"]
     texts = [WEB_REJECTS[key] for key in web_only]
-    assert judge(texts, step, source="discours") == [None] * len(texts)
+    assert judge(texts, QualityFilter(), profile=profile) == [None] * len(texts)
 
 
 # --- replaying decisions -----------------------------------------------------------------------
@@ -351,14 +350,13 @@ def test_decide_replays_new_thresholds_on_stored_signals_without_measuring(monke
     monkeypatch.setattr(quality, "measure", no_measuring)
     monkeypatch.setattr(quality, "tokenize", no_measuring)
     blank = batch.set_column(batch.schema.get_field_index("text"), "text", pa.array([""] * 3))
-    no_rules = QualityWebConfig(**dict.fromkeys(QualityWebConfig.model_fields))
-    assert QualityFilter(web=no_rules).decide(blank) == [None, None, None]
-    stricter = QualityFilter(web=QualityWebConfig(min_words=1000))
+    assert QualityFilter({"web": QualityRules()}).decide(blank) == [None, None, None]
+    stricter = QualityFilter({"web": QualityRules(min_words=1000)})
     assert [r and r[0] for r in stricter.decide(blank)] == ["quality_min_words"] * 3
-    as_curated = QualityFilter(curated_sources=["web"])
-    assert as_curated.decide(blank) == [None, None, None]
-    stricter_curated = QualityFilter(curated_sources=["web"], curated=QualityCuratedConfig(min_words=10))
-    assert stricter_curated.decide(blank) == [None, ("quality_min_words", {"value": 6, "threshold": 10}), None]
+    as_speech = QualityFilter({"web": BUILTIN_PROFILES["speech"].quality})
+    assert as_speech.decide(blank) == [None, None, None]
+    stricter_speech = QualityFilter({"web": BUILTIN_PROFILES["speech"].quality.model_copy(update={"min_words": 10})})
+    assert stricter_speech.decide(blank) == [None, ("quality_min_words", {"value": 6, "threshold": 10}), None]
 
 
 def test_apply_in_a_step_chain_keeps_signals_and_rejects_with_json_detail():
@@ -370,14 +368,6 @@ def test_apply_in_a_step_chain_keeps_signals_and_rejects_with_json_detail():
     assert row["reject_reason"] == "quality_min_words"
     assert row["reject_detail"] == '{"threshold": 50, "value": 6}'
     assert step.stats["rejected_quality_min_words"] == 1
-
-
-def test_parameters_record_every_threshold_as_json():
-    step = QualityFilter(curated_sources=["vie-publique", "an-debats"], web=QualityWebConfig(min_words=80))
-    params = json.loads(json.dumps(step.parameters()))
-    assert params["curated_sources"] == ["an-debats", "vie-publique"]
-    assert params["web"]["min_words"] == 80 and params["web"]["max_dup_line_frac"] == 0.264
-    assert params["curated"] == QualityCuratedConfig().model_dump()
 
 
 def test_signal_columns_are_compact_and_declared():
@@ -408,21 +398,20 @@ def _statements() -> list[str]:
     return clean_whitespace([html_to_text(row["text"]) for row in rows])
 
 
-def test_real_speeches_as_curated_source_are_kept_but_empty_shells():
+def test_real_speeches_under_the_speech_profile_are_kept_but_empty_shells():
     """vie-publique speeches, 2020: only bodies of under 5 words go, and each is a failed scrape.
 
     The six are the interviewer's name alone ("ELIZABETH MARTICHOUX", four copies) and a bare
     salutation ("Mesdames et Messieurs,", two): the scraper kept the first paragraph only.
     """
     texts = _statements()
-    step = QualityFilter(curated_sources=["vie-publique"])
-    rejections = judge(texts, step, source="vie-publique")
+    rejections = judge(texts, QualityFilter(), profile="speech")
     rejected = Counter(texts[i] for i, r in enumerate(rejections) if r)
     assert {r[0] for r in rejections if r} == {"quality_min_words"}
     assert rejected == {"ELIZABETH MARTICHOUX": 4, "Mesdames et Messieurs,": 2}
 
 
-def test_real_speeches_as_web_source_lose_short_and_repetitive_ones():
+def test_real_speeches_under_the_web_profile_lose_short_and_repetitive_ones():
     """The same 415 texts judged as web text: about half go, for reasons a speech corpus must not use.
 
     Measured: 111 under 50 words (truncated scrapes), 75 for repeated lines (interviews, where the
@@ -430,18 +419,17 @@ def test_real_speeches_as_web_source_lose_short_and_repetitive_ones():
     (council-of-ministers summaries that repeat ministers' titles, a transcript trailing off in ellipses).
     """
     texts = _statements()
-    reasons = Counter(r[0] if r else None for r in judge(texts, QualityFilter(), source="web"))
+    reasons = Counter(r[0] if r else None for r in judge(texts, QualityFilter(), profile="web"))
     assert 150 <= sum(n for reason, n in reasons.items() if reason) <= 250
     assert 100 <= reasons["quality_min_words"] <= 120
     assert 60 <= reasons["quality_dup_line_frac"] <= 90
     assert reasons.most_common(3)[0][0] is None
 
 
-def test_real_debate_sentences_joined_per_sitting_are_kept_as_curated():
+def test_real_debate_sentences_joined_per_sitting_are_kept_by_the_debate_profile():
     folder = shared_file("assemblee-sentences-2016-2017")
     texts = clean_whitespace([path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))])
-    step = QualityFilter(curated_sources=["assemblee"])
-    assert judge(texts, step, source="assemblee") == [None] * len(texts) == [None] * 442
+    assert judge(texts, QualityFilter(), profile="debate") == [None] * len(texts) == [None] * 442
 
 
 def test_line_share_rules_do_not_judge_short_answers_by_one_line():

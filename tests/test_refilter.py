@@ -8,7 +8,7 @@ import random
 import pytest
 
 from overton.cli import main
-from overton.corpus.dataset import Version
+from overton.corpus.dataset import Version, list_versions
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.demo import SAMPLE, sample_dir
@@ -19,8 +19,8 @@ from tests.conftest import french_text, write_jsonl
 
 
 def _sample_workspace(workspace: Workspace) -> Version:
-    for filename, source, licence in SAMPLE:
-        ingest(workspace, [sample_dir() / filename], source, default_license=licence)
+    for filename, source, profile, licence in SAMPLE:
+        ingest(workspace, [sample_dir() / filename], source, default_license=licence, profile=profile)
     return build(workspace, jobs=1, progress=False).version
 
 
@@ -103,5 +103,66 @@ def test_refilter_replays_language_and_quality_and_redacts_what_it_lets_through(
     assert second.manifest["steps"]["pii"]["emails_redacted"] == 1
 
     _set(workspace, "\nwindows = 5", "\nwindows = 3")
-    with pytest.raises(UserError, match="language"):
+    with pytest.raises(UserError, match=r"\(language\.windows\)"):
         refilter(workspace, progress=False)
+
+
+def test_refilter_with_unchanged_settings_makes_no_version(workspace: Workspace, capsys):
+    first = _sample_workspace(workspace)
+    assert main(["build", "--refilter", "--quiet", "--workspace", str(workspace.root)]) == 0
+    assert "nothing to refilter: the settings are those v0001 was decided with" in capsys.readouterr().out
+    assert [p.name for p in (workspace.datasets / "overton").iterdir()] == [first.name]
+
+
+def test_refusals_name_the_settings(workspace: Workspace, capsys):
+    _sample_workspace(workspace)
+    _set(workspace, "\nwindows = 5", "\nwindows = 3")
+    _set(workspace, "[profiles.qa]\n# Questions and answers: the web rules, but a complete answer can be two "
+                    "sentences.\npii = true", "[profiles.qa]\npii = false")
+    assert main(["build", "--refilter", "--quiet", "--workspace", str(workspace.root)]) == 2
+    err = capsys.readouterr().err
+    assert "settings that change measured signals differ (language.windows, profiles.qa.pii)" in err
+
+
+def test_documents_the_parent_kept_win_every_duplicate_tie(workspace: Workspace):
+    """A looser threshold admits documents that duplicate kept ones: the kept ones stay, the others go.
+
+    In a fresh build both would be new, and the smallest id (exact) or the earliest date (near) would win.
+    """
+    rng = random.Random(11)
+    text = french_text(rng, 80)
+    words = text.split()
+    near = " ".join(words[:40] + ["désormais"] + words[40:])  # one word added: Jaccard of 5-grams about 0.9
+    web = write_jsonl(workspace.root.parent / "web.jsonl", [{"id": "z", "text": text, "published_at": "2024-01-01"}])
+    strict = write_jsonl(workspace.root.parent / "strict.jsonl", [
+        {"id": "a-exact", "text": text, "published_at": "2020-01-01"},
+        {"id": "a-near", "text": near, "published_at": "2020-01-01"},
+        {"id": "a-other", "text": french_text(rng, 80)}])
+    strict_profile = '\n[profiles.strict]\nbase = "web"\n[profiles.strict.quality]\nmin_words = 500\n'
+    workspace.settings_path.write_text(workspace.settings_path.read_text() + strict_profile)
+    ingest(workspace, [web], "web")
+    ingest(workspace, [strict], "strict", profile="strict")
+    first = build(workspace, jobs=1, progress=False).version
+    assert _reasons(first) == {f"strict:{key}": "quality_min_words" for key in ("a-exact", "a-near", "a-other")}
+
+    _set(workspace, "min_words = 500", "min_words = 20")
+    second = refilter(workspace, progress=False).version
+    reasons = {row["id"]: (row["reject_reason"], json.loads(row["reject_detail"])["duplicate_of"])
+               for b in second.iter_batches("rejected") for row in b.to_pylist()}
+    assert reasons == {"strict:a-exact": ("exact_duplicate", "web:z"), "strict:a-near": ("near_duplicate", "web:z")}
+    kept = {row["id"] for b in second.iter_batches("data") for row in b.to_pylist()}
+    assert kept == {"web:z", "strict:a-other"}
+
+
+def test_a_damaged_version_is_not_refiltered(workspace: Workspace, capsys):
+    first = _sample_workspace(workspace)
+    _set(workspace, "threshold = 0.8", "threshold = 0.9")
+    [entry] = first.files("data", "questions")
+    path = first.file_path(entry)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert main(["build", "--refilter", "--quiet", "--workspace", str(workspace.root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: sha256 differs from manifest; the parent version is damaged" in err and err.count("\n") == 1
+    assert list_versions(workspace.datasets / "overton") == ["v0001"]

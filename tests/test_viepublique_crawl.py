@@ -119,6 +119,7 @@ def test_first_run_collects_every_speech_then_a_quiet_night_costs_one_request(ws
     record = last_record(ws)
     assert (record["status"], record["exit_code"], record["problems"]) == ("ok", 0, [])
     assert record["stats"]["item_scraped_count"] == 5 and record["stats"]["overton/speeches_requested"] == 5
+    assert {run.record()["profile"] for run in ws.raw_runs()} == {"speech"}  # judged as speeches by the build
     assert all(h.header("User-Agent") == UA for h in site.hits)
 
     site.hits.clear()

@@ -88,9 +88,10 @@ def raw_documents(workspace: Workspace) -> list[dict]:
 
 def test_a_site_is_crawled_from_its_pages_feed_and_sitemap_then_only_new_articles(tmp_path: Path, site: Site):
     gazette = Gazette(site)
-    workspace = _workspace(tmp_path, site)
+    workspace = _workspace(tmp_path, site, extra='profile = "qa"\n')
     done = crawl(workspace)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert {run.record()["profile"] for run in workspace.raw_runs()} == {"qa"}  # the site's profile
     docs = {d["url"].rsplit("/", 1)[1]: d for d in raw_documents(workspace)}
     assert sorted(docs) == [f"article-{i}.html" for i in range(1, 6)]
     assert gazette.article_hits() == [f"/politique/article-{i}.html" for i in range(1, 6)]  # robots, deny, off-site

@@ -14,8 +14,8 @@ from overton.spiders.ingest import ingest
 def sample_workspace(root: Path) -> Workspace:
     """A workspace with the sample corpus built into v0001 (56 documents)."""
     workspace = Workspace.init(root)
-    for filename, source, licence in SAMPLE:
-        ingest(workspace, [sample_dir() / filename], source, default_license=licence)
+    for filename, source, profile, licence in SAMPLE:
+        ingest(workspace, [sample_dir() / filename], source, default_license=licence, profile=profile)
     build(workspace, jobs=1, progress=False)
     return workspace
 

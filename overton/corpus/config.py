@@ -11,7 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from overton.corpus.errors import UserError
 from overton.corpus.shards import MB, ShardSettings
@@ -45,10 +45,6 @@ class NormalizeConfig(_Section):
     source_line_to_meta: bool = True
 
 
-#: Public political text (speeches, parliamentary debates and reports): edited and public by nature,
-#: so it gets only the length and garbage quality rules and is not searched for personal data.
-CURATED_SOURCES = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
-
 # FineWeb-2's French stop words (fra_Latn.yml: de la le et à en l' des du les est d' un une il dans par au),
 # written as full words, plus the full forms behind the other elisions (qu' j' n' s' c' m' t'), so that
 # "qu'il", "j'ai", "n'est", "c'est" count like "que il", "je ai", "ne est", "ce est".
@@ -59,10 +55,10 @@ FRENCH_STOP_WORDS = [
 
 
 class LanguageConfig(_Section):
-    """The French filter (``overton.pipelines.language``); every key is explained in :data:`TEMPLATE`."""
+    """How the French filter measures (``overton.pipelines.language``); every key is explained in
+    :data:`TEMPLATE`. What it keeps (``min_score``) is a profile setting: :class:`ProfileLanguage`."""
 
     enabled: bool = True
-    min_score: float = Field(0.5, ge=0, le=1)
     backend: str = Field("langdetect", pattern=r"^(langdetect|lingua)$")
     seed: int = 0
     windows: int = Field(5, ge=1)
@@ -78,68 +74,128 @@ class LanguageConfig(_Section):
     min_words: int = Field(8, ge=0)
 
 
-class QualityWebConfig(_Section):
-    """Web sources: FineWeb-2 French (fra_Latn.yml) where it tuned a value, else Gopher/FineWeb defaults.
-
-    ``None`` (from code only; TOML has no null) turns a rule off. Comparisons are datatrove's: a
-    document is rejected when its value is ``< min_*``, ``> max_*``, ``line_punct_ratio <=
-    min_line_punct_ratio`` or ``dup_line_char_frac >= max_dup_line_char_frac``.
-    """
-
-    min_words: int | None = 50  # Gopher default, kept by FineWeb-2
-    max_words: int | None = 100_000  # Gopher default
-    min_mean_word_len: float | None = 2.0  # FineWeb-2 fr
-    max_mean_word_len: float | None = 11.0  # FineWeb-2 fr
-    min_alpha_ratio: float | None = 0.812  # FineWeb-2 fr (share of tokens with a letter)
-    max_symbol_ratio: float | None = 0.1  # Gopher: "#" per token, and "..."/"…" per token
-    min_stop_words: int | None = 2  # Gopher / FineWeb-2
-    max_lorem_ipsum: int | None = 0  # C4: any "lorem ipsum" is a template, not text
-    max_boilerplate_lines: float | None = 0.3  # ours: share of lines that are site furniture
-    max_bullet_lines: float | None = 0.9  # Gopher
-    max_ellipsis_lines: float | None = 0.3  # Gopher
-    line_rules_min_lines: int | None = 5  # ours: the two rules above judge documents of this many lines or more
-    max_dup_line_frac: float | None = 0.264  # FineWeb-2 fr (Gopher's count fraction of repeated lines)
-    max_dup_line_char_frac: float | None = 0.1  # FineWeb-2 (FineWeb's char_dup_ratio, 0.01 in English)
-    max_top_2gram: float | None = 0.161  # FineWeb-2 fr
-    max_top_3gram: float | None = 0.149
-    max_top_4gram: float | None = 0.134
-    max_dup_5gram: float | None = 0.15  # FineWeb-2 fr
-    max_dup_6gram: float | None = 0.141
-    max_dup_7gram: float | None = 0.131
-    max_dup_8gram: float | None = 0.121
-    max_dup_9gram: float | None = 0.111
-    max_dup_10gram: float | None = 0.1
-    min_line_punct_ratio: float | None = 0.1  # FineWeb-2 fr (line_punct_thr)
-    max_newline_ratio: float | None = 0.185  # FineWeb-2 fr (new_line_ratio)
-
-
-class QualityCuratedConfig(_Section):
-    """Curated sources (speeches, debates): length and garbage only, never repetition, layout or size.
-
-    Values are deliberately loose: they catch empty shells (a speech body that is only the
-    interviewer's name or "Mesdames et Messieurs,": a failed scrape), tables of figures, and markup or
-    encoding debris, not style. There is no maximum length: a long sitting report is still good text
-    (``build.max_doc_bytes`` bounds every document).
-    """
-
-    min_words: int | None = 5
-    min_mean_word_len: float | None = 2.0
-    max_mean_word_len: float | None = 15.0
-    min_alpha_ratio: float | None = 0.5
-    max_symbol_ratio: float | None = 0.1
-
-
 class QualityConfig(_Section):
     enabled: bool = True
-    curated_sources: list[str] = CURATED_SOURCES
     stop_words: list[str] = FRENCH_STOP_WORDS
-    web: QualityWebConfig = QualityWebConfig()
-    curated: QualityCuratedConfig = QualityCuratedConfig()
 
 
 class PiiConfig(_Section):
     enabled: bool = True
-    skip_sources: list[str] = CURATED_SOURCES
+
+
+# ---------------------------------------------------------------- source profiles
+
+
+class QualityRules(_Section):
+    """A profile's quality thresholds (``[profiles.NAME.quality]``). A rule left out of a profile is off.
+
+    Comparisons are datatrove's: a document is rejected when its value is ``< min_*``, ``> max_*``,
+    ``line_punct_ratio <= min_line_punct_ratio`` or ``dup_line_char_frac >= max_dup_line_char_frac``.
+    """
+
+    min_words: int | None = None
+    max_words: int | None = None
+    min_mean_word_len: float | None = None
+    max_mean_word_len: float | None = None
+    min_alpha_ratio: float | None = None  # share of tokens with a letter
+    max_symbol_ratio: float | None = None  # "#" per token, and "..."/"…" per token
+    min_stop_words: int | None = None
+    max_lorem_ipsum: int | None = None
+    max_boilerplate_lines: float | None = None  # share of lines that are site furniture
+    max_bullet_lines: float | None = None
+    max_ellipsis_lines: float | None = None
+    line_rules_min_lines: int | None = None  # the two rules above judge documents of this many lines or more
+    max_dup_line_frac: float | None = None
+    max_dup_line_char_frac: float | None = None
+    max_top_2gram: float | None = None
+    max_top_3gram: float | None = None
+    max_top_4gram: float | None = None
+    max_dup_5gram: float | None = None
+    max_dup_6gram: float | None = None
+    max_dup_7gram: float | None = None
+    max_dup_8gram: float | None = None
+    max_dup_9gram: float | None = None
+    max_dup_10gram: float | None = None
+    min_line_punct_ratio: float | None = None
+    max_newline_ratio: float | None = None
+
+
+class ProfileLanguage(_Section):
+    """What a profile keeps of the French filter's verdict (``[profiles.NAME.language]``)."""
+
+    #: Keep a document whose French score is at least this (decided from the stored score: refilter-aware).
+    min_score: float = Field(0.5, ge=0, le=1)
+    #: Windows with no function words of any language (tables, lists of names and dates) do not count in the
+    #: score, instead of counting as not French. Changes what is measured.
+    skip_undetermined: bool = False
+
+
+class Profile(_Section):
+    """A named set of quality, PII and language settings that judges the documents of the sources given it."""
+
+    #: A new profile starts from this one's settings (empty: from nothing: no quality rule, PII on).
+    base: str = ""
+    #: Replace e-mail addresses and phone numbers (off for public record: speeches, debates).
+    pii: bool = True
+    language: ProfileLanguage = ProfileLanguage()
+    quality: QualityRules = QualityRules()
+
+
+#: FineWeb-2 French (fra_Latn.yml) where it tuned a value, else Gopher/FineWeb defaults.
+_WEB_RULES = QualityRules(
+    min_words=50, max_words=100_000,  # Gopher
+    min_mean_word_len=2.0, max_mean_word_len=11.0, min_alpha_ratio=0.812,  # FineWeb-2 fr
+    max_symbol_ratio=0.1, min_stop_words=2,  # Gopher
+    max_lorem_ipsum=0,  # C4: any "lorem ipsum" is a template, not text
+    max_boilerplate_lines=0.3, line_rules_min_lines=5,  # ours
+    max_bullet_lines=0.9, max_ellipsis_lines=0.3,  # Gopher
+    max_dup_line_frac=0.264, max_dup_line_char_frac=0.1,  # FineWeb-2 fr; FineWeb's char_dup_ratio
+    max_top_2gram=0.161, max_top_3gram=0.149, max_top_4gram=0.134,  # FineWeb-2 fr
+    max_dup_5gram=0.15, max_dup_6gram=0.141, max_dup_7gram=0.131, max_dup_8gram=0.121, max_dup_9gram=0.111,
+    max_dup_10gram=0.1,
+    min_line_punct_ratio=0.1, max_newline_ratio=0.185,  # FineWeb-2 fr
+)
+
+#: Edited public text: length and garbage only. They catch empty shells (a speech body that is only the
+#: interviewer's name: a failed scrape), tables of figures and markup or encoding debris, not style; no
+#: maximum length (``build.max_doc_bytes`` bounds every document).
+_EDITED_RULES = QualityRules(min_words=5, min_mean_word_len=2.0, max_mean_word_len=15.0, min_alpha_ratio=0.5,
+                             max_symbol_ratio=0.1)
+
+_WEB_RULE_VALUES = _WEB_RULES.model_dump()
+
+#: The profiles every workspace has; ``[profiles.NAME]`` changes their keys or adds new ones.
+BUILTIN_PROFILES: dict[str, Profile] = {
+    # Speeches, interviews, press statements: edited, public, short repetitive formulas are their nature.
+    "speech": Profile(pii=False, quality=_EDITED_RULES),
+    # Parliamentary sittings and transcripts: as speeches; lists of votes and of names are part of the record.
+    "debate": Profile(pii=False, quality=_EDITED_RULES, language=ProfileLanguage(skip_undetermined=True)),
+    # Encyclopedia articles: the web rules without those that read a structured article as junk (headings
+    # repeat, lists and tables have no final punctuation and few letters, "#" marks headings); a table of
+    # figures is still rejected below half letters.
+    "encyclopedia": Profile(
+        quality=QualityRules(**{**_WEB_RULE_VALUES, "min_alpha_ratio": 0.5, "max_symbol_ratio": None,
+                                "max_bullet_lines": None, "max_ellipsis_lines": None, "line_rules_min_lines": None,
+                                "max_dup_line_frac": None, "max_dup_line_char_frac": None,
+                                "min_line_punct_ratio": None, "max_newline_ratio": None}),
+        language=ProfileLanguage(skip_undetermined=True)),
+    # Questions and answers: the web rules, but a complete answer can be two sentences.
+    "qa": Profile(quality=QualityRules(**{**_WEB_RULE_VALUES, "min_words": 20})),
+    # Anything else from the web: FineWeb-2 French.
+    "web": Profile(quality=_WEB_RULES),
+}
+
+#: The profile of documents whose source has none recorded and none set: the strictest.
+DEFAULT_PROFILE = "web"
+
+_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+class SourceConfig(_Section):
+    """``[sources.NAME]``: settings of one source."""
+
+    #: The profile its documents are judged by; wins over what the collector or ``ingest --profile`` recorded.
+    profile: str = Field("", pattern=r"^([a-z0-9][a-z0-9._-]*)?$")
 
 
 class NearDedupConfig(_Section):
@@ -157,6 +213,7 @@ class BuildConfig(_Section):
     jobs: int = Field(0, ge=0)
     max_doc_bytes: int = Field(8_000_000, gt=0)
     max_replacement_chars: int = Field(0, ge=0)
+    warn_reject_fraction: float = Field(0.5, ge=0, le=1)
 
 
 class IngestConfig(_Section):
@@ -182,6 +239,7 @@ class WebSite(_Section):
     deny: list[str] = []
     max_pages: int = Field(1000, ge=1)
     license: str = "LicenseRef-not-licensed"
+    profile: str = Field(DEFAULT_PROFILE, pattern=_NAME)
 
 
 class WebConfig(_Section):
@@ -268,6 +326,46 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     crawl: CrawlConfig = CrawlConfig()
     train: TrainConfig = TrainConfig()
+    profiles: dict[str, Profile] = BUILTIN_PROFILES
+    sources: dict[str, SourceConfig] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        """Settings that are each valid but contradict one another."""
+        if self.near_dedup.margin >= self.near_dedup.threshold:
+            raise ValueError(f"setting 'near_dedup.margin' ({self.near_dedup.margin}) must be below "
+                             f"'near_dedup.threshold' ({self.near_dedup.threshold})")
+        for name, profile in self.profiles.items():
+            if not re.match(_NAME, name):
+                raise ValueError(f"profile name {name!r} in [profiles]: use lower-case letters, digits, '.', '_' "
+                                 "or '-'")
+            if profile.base and profile.base not in self.profiles:
+                raise ValueError(f"setting 'profiles.{name}.base': no profile named {profile.base!r}")
+            rules = profile.quality
+            for low, high in (("min_words", "max_words"), ("min_mean_word_len", "max_mean_word_len")):
+                low_value, high_value = getattr(rules, low), getattr(rules, high)
+                if low_value is not None and high_value is not None and low_value >= high_value:
+                    raise ValueError(f"setting 'profiles.{name}.quality.{low}' ({low_value}) must be below "
+                                     f"'profiles.{name}.quality.{high}' ({high_value})")
+        for source, settings in self.sources.items():
+            if settings.profile and settings.profile not in self.profiles:
+                raise ValueError(f"setting 'sources.{source}.profile': no profile named {settings.profile!r} "
+                                 f"(profiles: {', '.join(sorted(self.profiles))})")
+        for site in self.crawl.web.sites:
+            if site.profile not in self.profiles:
+                raise ValueError(f"setting 'profile' of the web site {site.name!r}: no profile named "
+                                 f"{site.profile!r} (profiles: {', '.join(sorted(self.profiles))})")
+        return self
+
+    def profile_of(self, source: str, recorded: str | None) -> str:
+        """The profile that judges a source's documents: ``[sources.NAME] profile``, else the one its
+        collector or ingest recorded, else :data:`DEFAULT_PROFILE`. A name without a definition is refused."""
+        name = (self.sources[source].profile if source in self.sources else "") or recorded or DEFAULT_PROFILE
+        if name not in self.profiles:
+            raise UserError(f"source {source!r}: no profile named {name!r} in overton.toml "
+                            f"(profiles: {', '.join(sorted(self.profiles))}); define [profiles.{name}] or set "
+                            f"[sources.{source}] profile")
+        return name
 
 
 TEMPLATE = """\
@@ -300,12 +398,14 @@ max_doc_bytes = 8000000
 # Documents with more U+FFFD replacement characters (text that was not valid UTF-8 upstream)
 # than this are rejected as invalid_utf8.
 max_replacement_chars = 0
+# Warn (and say so in the run record) when one step rejects more than this share of one source's new
+# documents: a source judged by the wrong profile loses most of its documents, and says nothing else.
+warn_reject_fraction = 0.5
 
 [language]
-# Keep French documents (langdetect, seeded, with a lexical second opinion); see bench/language.py.
+# Measure how French each document is (langdetect, seeded, with a lexical second opinion); see
+# bench/language.py. What is kept is decided by each profile's [profiles.NAME.language] min_score.
 enabled = true
-# Keep a document whose French score (length-weighted over its windows) is at least this.
-min_score = 0.5
 # Detector asked about doubtful texts: "langdetect" or "lingua" (extra `bench`).
 backend = "langdetect"
 # langdetect's seed: unseeded, it gives different answers run to run.
@@ -333,26 +433,149 @@ veto_score = 0.15
 min_words = 8
 
 [quality]
-# Gopher / FineWeb-2 quality signals, stored as quality_* columns; thresholds per source family.
+# Gopher / FineWeb-2 quality signals, stored as quality_* columns; each profile's [profiles.NAME.quality]
+# thresholds decide.
 enabled = true
-# Sources that get the [quality.curated] rules; every other source gets [quality.web].
-curated_sources = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
 # Stop words counted by min_stop_words (full words: "l'", "qu'", "j'"... count for the words they stand for).
 stop_words = ["de", "la", "le", "et", "à", "en", "des", "du", "les", "est", "un", "une", "il", "dans", "par", "au",
               "que", "je", "ne", "se", "ce", "me", "te"]
 
-[quality.web]
-# FineWeb-2 French values. A document is rejected when a value is below min_* or above max_*.
-# To turn a rule off, set a minimum to 0 or a maximum out of reach.
+[pii]
+# Replace e-mail addresses and phone numbers with <EMAIL> / <PHONE>, counted in pii_* columns, in the
+# documents of profiles with pii = true.
+enabled = true
+
+# Source profiles: which quality, PII and language rules judge a source's documents. A collector records
+# the profile of what it fetches (vie-publique: speech, web: each site's profile), `overton ingest
+# --profile NAME` that of your files (default web), and [sources.NAME] profile = "..." overrides both:
+#
+# [sources.assemblee-2013]
+# profile = "debate"
+#
+# Change a profile's keys below, or add your own: [profiles.press] with base = "web" starts from web's
+# settings. Quality rules: a document is rejected when a value is below min_* or above max_* (or, for
+# min_line_punct_ratio, at or below it; for max_dup_line_char_frac, at or above it); a rule a profile
+# does not list is off. To turn a listed rule off, set a minimum to 0 or a maximum out of reach.
+
+[profiles.speech]
+# Speeches, interviews, press statements: edited public text, where short repetitive formulas
+# ("Mesdames et Messieurs,") are the genre. Length and garbage rules only; no PII search (public record).
+pii = false
+
+[profiles.speech.language]
+# Keep a document whose French score (length-weighted over its windows) is at least this.
+min_score = 0.5
+# Windows with no function words of any language (tables, lists of names) do not count in the score,
+# instead of counting as not French (this changes what is measured: rebuild, not refilter).
+skip_undetermined = false
+
+[profiles.speech.quality]
+# Empty shells (a speech body that is only a greeting: a failed scrape), tables of figures, debris.
+min_words = 5
+min_mean_word_len = 2.0
+max_mean_word_len = 15.0
+# Share of tokens with a letter.
+min_alpha_ratio = 0.5
+# "#" per token, and "..." or "…" per token.
+max_symbol_ratio = 0.1
+
+[profiles.debate]
+# Parliamentary sittings and transcripts: as speeches, and lists of votes and names are part of the record.
+pii = false
+
+[profiles.debate.language]
+min_score = 0.5
+skip_undetermined = true
+
+[profiles.debate.quality]
+min_words = 5
+min_mean_word_len = 2.0
+max_mean_word_len = 15.0
+min_alpha_ratio = 0.5
+max_symbol_ratio = 0.1
+
+[profiles.encyclopedia]
+# Encyclopedia articles: the web rules but those that read a structured article as junk (headings
+# repeat, list items and table rows have no final punctuation and few letters, "#" marks headings).
+pii = true
+
+[profiles.encyclopedia.language]
+min_score = 0.5
+skip_undetermined = true
+
+[profiles.encyclopedia.quality]
 min_words = 50
 max_words = 100000
 min_mean_word_len = 2.0
 max_mean_word_len = 11.0
-# Share of tokens with a letter.
+# Below half letters, an "article" is a table of figures.
+min_alpha_ratio = 0.5
+min_stop_words = 2
+max_lorem_ipsum = 0
+max_boilerplate_lines = 0.3
+max_top_2gram = 0.161
+max_top_3gram = 0.149
+max_top_4gram = 0.134
+max_dup_5gram = 0.15
+max_dup_6gram = 0.141
+max_dup_7gram = 0.131
+max_dup_8gram = 0.121
+max_dup_9gram = 0.111
+max_dup_10gram = 0.1
+
+[profiles.qa]
+# Questions and answers: the web rules, but a complete answer can be two sentences.
+pii = true
+
+[profiles.qa.language]
+min_score = 0.5
+skip_undetermined = false
+
+[profiles.qa.quality]
+min_words = 20
+max_words = 100000
+min_mean_word_len = 2.0
+max_mean_word_len = 11.0
 min_alpha_ratio = 0.812
-# "#" per token, and "..." or "…" per token.
 max_symbol_ratio = 0.1
 min_stop_words = 2
+max_lorem_ipsum = 0
+max_boilerplate_lines = 0.3
+max_bullet_lines = 0.9
+max_ellipsis_lines = 0.3
+line_rules_min_lines = 5
+max_dup_line_frac = 0.264
+max_dup_line_char_frac = 0.1
+max_top_2gram = 0.161
+max_top_3gram = 0.149
+max_top_4gram = 0.134
+max_dup_5gram = 0.15
+max_dup_6gram = 0.141
+max_dup_7gram = 0.131
+max_dup_8gram = 0.121
+max_dup_9gram = 0.111
+max_dup_10gram = 0.1
+min_line_punct_ratio = 0.1
+max_newline_ratio = 0.185
+
+[profiles.web]
+# Everything else from the web, and sources with no profile: FineWeb-2's French values.
+pii = true
+
+[profiles.web.language]
+min_score = 0.5
+skip_undetermined = false
+
+[profiles.web.quality]
+# Gopher's length bounds; FineWeb-2 French word length and share of tokens with a letter.
+min_words = 50
+max_words = 100000
+min_mean_word_len = 2.0
+max_mean_word_len = 11.0
+min_alpha_ratio = 0.812
+max_symbol_ratio = 0.1
+min_stop_words = 2
+# C4: any "lorem ipsum" is a template, not text.
 max_lorem_ipsum = 0
 # Shares of non-empty lines that are site furniture, bullets, or end in an ellipsis.
 max_boilerplate_lines = 0.3
@@ -378,20 +601,6 @@ max_dup_10gram = 0.1
 # Share of lines ending in terminal punctuation (rejected at or below), and line breaks per token.
 min_line_punct_ratio = 0.1
 max_newline_ratio = 0.185
-
-[quality.curated]
-# Speeches and debates: length and garbage only ("La séance est ouverte." is their nature).
-min_words = 5
-min_mean_word_len = 2.0
-max_mean_word_len = 15.0
-min_alpha_ratio = 0.5
-max_symbol_ratio = 0.1
-
-[pii]
-# Replace e-mail addresses and phone numbers with <EMAIL> / <PHONE>, counted in pii_* columns.
-enabled = true
-# Sources left untouched: public speeches are public record.
-skip_sources = ["vie-publique", "assemblee", "senat", "speeches", "debates"]
 
 [near_dedup]
 # MinHash LSH near-duplicate removal over the whole dataset, earlier versions included.
@@ -458,6 +667,7 @@ max_items = 0
 # deny = ["/abonnement/"]              # ... and must not match
 # max_pages = 1000
 # license = "LicenseRef-not-licensed"
+# profile = "web"                      # the source profile its documents are judged by
 sites = []
 
 [train]
@@ -544,11 +754,26 @@ lora_rank = 8
 """
 
 
+#: Settings of earlier versions and what replaced them.
+_REPLACED = {
+    "quality.curated_sources": "source profiles: set [sources.NAME] profile = \"speech\" (or debate, encyclopedia, qa, "
+                               "web)",
+    "quality.web": "[profiles.web.quality]",
+    "quality.curated": "[profiles.speech.quality] and [profiles.debate.quality]",
+    "pii.skip_sources": "the pii key of each profile ([profiles.NAME] pii = false) and [sources.NAME] profile",
+    "language.min_score": "the min_score of each profile ([profiles.NAME.language] min_score)",
+}
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
+        if key in _REPLACED:
+            return f"setting '{key}' was replaced by {_REPLACED[key]}"
         return f"unknown setting '{key}'"
+    if kind == "value_error" and not key:  # a check across settings: its message names them
+        return error["msg"].removeprefix("Value error, ")
     expected = {
         "int_type": "an integer",
         "string_type": "a string",
@@ -569,9 +794,51 @@ def parse_config(text: str, origin: str = "overton.toml") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML: {exc}") from None
     try:
+        _complete_profiles(raw)
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{origin}: {_describe(exc.errors()[0])}") from None
+    except ValueError as exc:
+        raise UserError(f"{origin}: {exc}") from None
+
+
+def _merged(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
+
+
+def _complete_profiles(raw: dict) -> None:
+    """Make every ``[profiles.NAME]`` table whole, in place: the keys it gives over those of its ``base``, else
+    of the built-in profile of that name, else of an empty profile. A table that is not one is left for the
+    validation to name."""
+    given = raw.get("profiles")
+    if not isinstance(given, dict):
+        return
+    done: dict[str, dict] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> dict:
+        if name in done:
+            return done[name]
+        if name in chain:
+            raise ValueError(f"setting 'profiles.{name}.base': the profiles {' -> '.join((*chain, name))} "
+                             "are each other's base")
+        table = given.get(name)
+        builtin = BUILTIN_PROFILES[name].model_dump() if name in BUILTIN_PROFILES else None
+        if not isinstance(table, dict):
+            return builtin if table is None and builtin is not None else table
+        base = table.get("base")
+        if isinstance(base, str) and base and (base in given or base in BUILTIN_PROFILES):
+            start = {**resolve(base, (*chain, name)), "base": ""}
+        else:
+            start = builtin if builtin is not None else Profile().model_dump()
+        done[name] = _merged(start, table)
+        return done[name]
+
+    raw["profiles"] = {**{name: p.model_dump() for name, p in BUILTIN_PROFILES.items()},
+                       **{name: resolve(name, ()) for name in given}}
 
 
 def set_setting(text: str, section: str, key: str, value: str) -> str:

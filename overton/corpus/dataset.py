@@ -261,3 +261,22 @@ class Version:
             if digest != entry["sha256"]:
                 problems.append(f"{entry['path']}: sha256 differs from manifest")
         return problems
+
+    def verify_cached(self, cache: ChecksumCache) -> list[str]:
+        """:meth:`verify` for a local version, hashing only the files ``cache`` does not know unchanged."""
+        problems = []
+        for entry in self.manifest["files"]:
+            path = self.file_path(entry)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                problems.append(f"{entry['path']}: missing")
+                continue
+            if stat.st_size != entry["bytes"]:
+                problems.append(f"{entry['path']}: size {stat.st_size} != {entry['bytes']} in manifest")
+                continue
+            digest = cache.lookup(stat) or sha256_file(path)
+            cache.record(stat, digest)
+            if digest != entry["sha256"]:
+                problems.append(f"{entry['path']}: sha256 differs from manifest")
+        return problems

@@ -38,6 +38,9 @@ DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 
+#: Columns the build adds to every document before its steps run: the profile whose rules judge it.
+BUILD_FIELDS = [pa.field("profile", pa.string())]
+
 #: Columns added to every rejected document: why, by which step, and the evidence (JSON).
 #: The signal columns each build step adds are declared by the step (``overton.pipelines``).
 REJECT_FIELDS = [

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from overton import __version__
 from overton.corpus.atomic import atomic_path, read_json, remove_temporaries, sha256_file, write_json
 from overton.corpus.checksums import CACHE_FILE, ChecksumCache
-from overton.corpus.config import Config, QualityCuratedConfig, QualityWebConfig, ShardConfig
+from overton.corpus.config import Config, ProfileLanguage, QualityRules, ShardConfig
 from overton.corpus.dataset import FORMAT, MANIFEST, Version, list_versions, version_name, version_number
 from overton.corpus.errors import Refused, UserError
 from overton.corpus.shards import ShardWriter, row_group_rows
@@ -46,7 +46,15 @@ from overton.pipelines.minhash import MinHashParams
 from overton.pipelines.normalize import Normalize
 from overton.pipelines.pii import PiiRedactor
 from overton.pipelines.quality import QualityFilter
-from overton.pipelines.step import Step, data_schema, merge_stats, run_steps, to_work_batch, work_schema
+from overton.pipelines.step import (
+    Step,
+    data_schema,
+    merge_stats,
+    profile_names,
+    run_steps,
+    to_work_batch,
+    work_schema,
+)
 
 _DEDUP_COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
 
@@ -56,6 +64,7 @@ class BuildResult:
     version: Version | None
     new_counts: dict[str, Any]
     message: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def parameters(config: Config) -> dict[str, Any]:
@@ -67,6 +76,8 @@ def parameters(config: Config) -> dict[str, Any]:
         "language": config.language.model_dump(),
         "quality": config.quality.model_dump(),
         "pii": config.pii.model_dump(),
+        "profiles": {name: profile.model_dump() for name, profile in sorted(config.profiles.items())},
+        "sources": {name: source.model_dump() for name, source in sorted(config.sources.items())},
         "shards": config.shards.model_dump(),
         "near_dedup": config.near_dedup.model_dump(),
     }
@@ -82,18 +93,15 @@ def document_steps(params: dict[str, Any]) -> list[Step]:
         Normalize(**params["normalize"]),
         Admission(params["max_replacement_chars"]),
     ]
-    language, quality, pii = params["language"], params["quality"], params["pii"]
+    language, quality, pii, profiles = params["language"], params["quality"], params["pii"], params["profiles"]
     if language["enabled"]:
-        steps.append(LanguageFilter(**{k: v for k, v in language.items() if k != "enabled"}))
+        steps.append(LanguageFilter({name: ProfileLanguage(**p["language"]) for name, p in profiles.items()},
+                                    **{k: v for k, v in language.items() if k != "enabled"}))
     if quality["enabled"]:
-        steps.append(QualityFilter(
-            curated_sources=quality["curated_sources"],
-            web=QualityWebConfig(**quality["web"]),
-            curated=QualityCuratedConfig(**quality["curated"]),
-            stop_words=quality["stop_words"],
-        ))
+        steps.append(QualityFilter({name: QualityRules(**p["quality"]) for name, p in profiles.items()},
+                                   stop_words=quality["stop_words"]))
     if pii["enabled"]:
-        steps.append(PiiRedactor(pii["skip_sources"]))
+        steps.append(PiiRedactor(name for name, p in profiles.items() if not p["pii"]))
     return steps
 
 
@@ -110,17 +118,33 @@ ALL_STEPS: tuple[type[Step], ...] = (TooLarge, Normalize, Admission, LanguageFil
 GLOBAL_STEP_NAMES = frozenset({"dedup_content_sha256", "dedup_id", NearDedup.name})
 
 
+def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"language": {"windows": 5}}`` -> ``{"language.windows": 5}``: settings named as overton.toml names them."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def signal_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that change what the per-document steps measure or rewrite: a refilter, which
-    re-decides on stored signals, needs them unchanged. Thresholds that only ``decide`` reads are not
-    among them."""
-    language = {k: v for k, v in params["language"].items() if k != "min_score"}
-    quality = {"enabled": params["quality"]["enabled"], "stop_words": params["quality"]["stop_words"]}
-    return {
-        **{key: params[key] for key in ("normalize", "max_doc_bytes", "max_replacement_chars", "pii")},
-        "language": language,
-        "quality": quality,
-    }
+    """The settings that change what the per-document steps measure or rewrite, by their overton.toml names: a
+    refilter, which re-decides on stored signals, needs them unchanged. Thresholds that only ``decide`` reads
+    are not among them, and profiles are compared for the documents they judge (:func:`profile_signals`)."""
+    return flatten({
+        **{key: params.get(key) for key in ("normalize", "language", "pii")},
+        "build": {key: params.get(key) for key in ("max_doc_bytes", "max_replacement_chars")},
+        "quality": {key: params.get("quality", {}).get(key) for key in ("enabled", "stop_words")},
+    })
+
+
+def profile_signals(profile: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of a profile that change what is measured or rewritten (the rest only decides)."""
+    profile = profile or {}
+    return {"pii": profile.get("pii"),
+            "language.skip_undetermined": profile.get("language", {}).get("skip_undetermined")}
 
 
 def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
@@ -143,9 +167,12 @@ def consumed_runs(versions: list[Version]) -> set[str]:
     return {entry["run"] for version in versions for entry in version.manifest["inputs"]}
 
 
-def make_plan(workspace: Workspace, runs: list[RawRun]) -> dict[str, Any]:
+def make_plan(workspace: Workspace, runs: list[RawRun], config: Config) -> dict[str, Any]:
+    """The inputs with their checksums and profile (``[sources.NAME]``, else what the run recorded), and one task
+    per raw row group."""
     inputs, tasks = [], []
     for run in runs:
+        profile = config.profile_of(run.source, run.record().get("profile"))
         files = []
         for part in run.parts():
             relative = part.relative_to(workspace.root).as_posix()
@@ -157,8 +184,8 @@ def make_plan(workspace: Workspace, runs: list[RawRun]) -> dict[str, Any]:
                 {"path": relative, "rows": sum(groups), "bytes": part.stat().st_size, "sha256": sha256_file(part)}
             )
             for group in range(len(groups)):
-                tasks.append({"index": len(tasks), "path": relative, "row_group": group})
-        inputs.append({"run": run.key, "files": files})
+                tasks.append({"index": len(tasks), "path": relative, "row_group": group, "profile": profile})
+        inputs.append({"run": run.key, "profile": profile, "files": files})
     return {"inputs": inputs, "tasks": tasks}
 
 
@@ -185,7 +212,7 @@ def run_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str,
     steps = document_steps(params)
     pieces = []
     for batch in table.to_batches():
-        live, rejected = run_steps(steps, to_work_batch(batch, WORK_SCHEMA))
+        live, rejected = run_steps(steps, to_work_batch(batch, WORK_SCHEMA, task["profile"]))
         pieces += rejected + [live]
     return write_task(stem, pieces, WORK_SCHEMA, params, {step.name: dict(step.stats) for step in steps})
 
@@ -220,13 +247,16 @@ class _Finalizer:
         self.index_dir = index_dir
         self.settings = ShardConfig.model_validate(plan["parameters"]["shards"]).settings()
         self.task_files = [_task_stem(work, t["index"]).with_suffix(".parquet") for t in plan["tasks"]]
+        # a refilter's tasks that read documents its parent kept: those win every dedup tie, as published ones do
+        self.preferred = [bool(t.get("preferred")) for t in plan["tasks"]]
 
-    def _live(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
-        """(rows already rejected by a task, live rows) for every batch of every task, in build order."""
-        for path in self.task_files:
+    def _live(self, columns: list[str] | None = None) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch, bool]]:
+        """(rows already rejected by a task, live rows, whether they are preferred) for every batch of every task,
+        in build order."""
+        for path, preferred in zip(self.task_files, self.preferred, strict=True):
             for batch in pq.ParquetFile(path).iter_batches(columns=columns):
                 dead = pc.is_valid(batch.column("reject_reason"))
-                yield batch.filter(dead), batch.filter(pc.invert(dead))
+                yield batch.filter(dead), batch.filter(pc.invert(dead)), preferred
 
     def run(self) -> dict[str, Any]:
         if self.out.exists():
@@ -235,11 +265,11 @@ class _Finalizer:
         files = self._link_parent()
         by_hash = ExactDedup("content_sha256", "exact_duplicate", self._known("content_sha256"))
         by_id = ExactDedup("id", "duplicate_id", self._known("id"))
-        for _, live in self._live(_DEDUP_COLUMNS):
-            by_hash.index(live)
-        for _, live in self._live(_DEDUP_COLUMNS):
+        for _, live, preferred in self._live(_DEDUP_COLUMNS):
+            by_hash.index(live, preferred)
+        for _, live, preferred in self._live(_DEDUP_COLUMNS):
             survivors, _ = run_steps([by_hash], live)
-            by_id.index(survivors)
+            by_id.index(survivors, preferred)
         by_hash.rewind()
         steps: list[Step] = [by_hash, by_id]
         near = near_dedup_step(self.plan["parameters"])
@@ -258,9 +288,9 @@ class _Finalizer:
 
     def _survivors(self, by_hash: ExactDedup, by_id: ExactDedup, near: NearDedup) -> Candidates:
         """The documents left after exact dedup, with their signatures computed by the tasks."""
-        positions, ids, sources, published = [], [], [], []
+        positions, ids, sources, published, preferred = [], [], [], [], []
         offset = 0
-        for _, live in self._live([*_DEDUP_COLUMNS, "source", "published_at"]):
+        for _, live, is_preferred in self._live([*_DEDUP_COLUMNS, "source", "published_at"]):
             first = pc.is_null(by_hash.apply(live).column("reject_reason")).to_numpy(zero_copy_only=False)
             after_hash = live.filter(first)
             second = pc.is_null(by_id.apply(after_hash).column("reject_reason")).to_numpy(zero_copy_only=False)
@@ -269,6 +299,7 @@ class _Finalizer:
             ids += kept.column("id").to_pylist()
             sources += kept.column("source").to_pylist()
             published += kept.column("published_at").to_pylist()
+            preferred += [is_preferred] * kept.num_rows
             offset += live.num_rows
         by_hash.rewind()
         by_id.rewind()
@@ -276,7 +307,7 @@ class _Finalizer:
         width = near.hasher.params.num_perm
         everything = np.concatenate(signatures) if signatures else np.empty((0, width), np.uint32)
         chosen = np.concatenate(positions) if positions else np.empty(0, np.int64)
-        return Candidates(ids, everything[chosen], sources, published)
+        return Candidates(ids, everything[chosen], sources, published, preferred)
 
     def _published(self, near: NearDedup) -> Candidates:
         """Signatures of every document already published, from the index kept in state/."""
@@ -317,10 +348,7 @@ class _Finalizer:
             damaged = self.parent.link_into(self.out, cache)
         if damaged:
             shutil.rmtree(self.out)
-            more = f" (and {len(damaged) - 1} more: `overton verify {self.parent.path}` lists them)" \
-                if len(damaged) > 1 else ""
-            raise Refused(f"{self.parent.path}/{damaged[0]}{more}; the parent version is damaged: restore it from a "
-                          "backup or a published copy, or rebuild from raw (`overton build` in a new workspace)")
+            raise damaged_parent(self.parent, damaged)
         return [dict(entry) for entry in self.parent.manifest["files"]]
 
     def _next_index(self, kind: str, source: str | None = None) -> int:
@@ -336,15 +364,20 @@ class _Finalizer:
 
         def count(batch: pa.RecordBatch, outcome: str) -> None:
             sources = batch.column("source").to_pylist()
-            reasons = batch.column("reject_reason").to_pylist() if outcome == "rejected" else [None] * len(sources)
-            for source, reason in zip(sources, reasons, strict=True):
+            profiles = profile_names(batch).tolist()
+            nothing = [None] * len(sources)
+            reasons = batch.column("reject_reason").to_pylist() if outcome == "rejected" else nothing
+            steps = batch.column("reject_step").to_pylist() if outcome == "rejected" else nothing
+            for source, profile, reason, step in zip(sources, profiles, reasons, steps, strict=True):
                 bucket = counts.setdefault(source, Counter())
                 bucket["input"] += 1
                 bucket[outcome] += 1
+                bucket[f"profiles:{profile}"] += 1
                 if reason:
-                    bucket[f"reason:{reason}"] += 1
+                    bucket[f"reasons:{reason}"] += 1
+                    bucket[f"steps:{step}"] += 1
 
-        for dead, live in tqdm(self._live(), desc="writing", unit="batch", disable=None if self.progress else True):
+        for dead, live, _ in tqdm(self._live(), desc="writing", unit="batch", disable=None if self.progress else True):
             kept, dup_rejected = run_steps(dedup, live)
             for batch in [dead, *dup_rejected]:
                 count(batch, "rejected")
@@ -376,16 +409,17 @@ class _Finalizer:
         return entry
 
 
+#: Per source: documents by profile, rejections by reason and by the step that made them.
+_BREAKDOWNS = ("profiles", "reasons", "steps")
+
+
 def _counts_dict(counts: dict[str, Counter]) -> dict[str, Any]:
     sources = {}
     for source, bucket in sorted(counts.items()):
-        reasons = {k.split(":", 1)[1]: v for k, v in sorted(bucket.items()) if k.startswith("reason:")}
-        sources[source] = {
-            "input": bucket["input"],
-            "kept": bucket["kept"],
-            "rejected": bucket["rejected"],
-            "reasons": reasons,
-        }
+        sources[source] = {key: bucket[key] for key in ("input", "kept", "rejected")}
+        for breakdown in _BREAKDOWNS:
+            sources[source][breakdown] = {k.split(":", 1)[1]: v for k, v in sorted(bucket.items())
+                                          if k.startswith(f"{breakdown}:")}
     return {"sources": sources, **_totals(sources)}
 
 
@@ -406,14 +440,37 @@ def add_counts(parent: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     sources: dict[str, Any] = {}
     for counts in (parent, new):
         for source, entry in counts["sources"].items():
-            bucket = sources.setdefault(source, {"input": 0, "kept": 0, "rejected": 0, "reasons": {}})
+            bucket = sources.setdefault(source, {"input": 0, "kept": 0, "rejected": 0,
+                                                 **{breakdown: Counter() for breakdown in _BREAKDOWNS}})
             for key in ("input", "kept", "rejected"):
                 bucket[key] += entry[key]
-            for reason, n in entry["reasons"].items():
-                bucket["reasons"][reason] = bucket["reasons"].get(reason, 0) + n
+            for breakdown in _BREAKDOWNS:
+                bucket[breakdown].update(entry.get(breakdown, {}))  # versions before profiles have no breakdowns
     for bucket in sources.values():
-        bucket["reasons"] = dict(sorted(bucket["reasons"].items()))
+        for breakdown in _BREAKDOWNS:
+            bucket[breakdown] = dict(sorted(bucket[breakdown].items()))
     return {"sources": dict(sorted(sources.items())), **_totals(sources)}
+
+
+def damaged_parent(parent: Version, problems: list[str]) -> Refused:
+    """The one-line refusal of a job whose parent version differs from its manifest, and the ways out."""
+    more = f" (and {len(problems) - 1} more: `overton verify {parent.path}` lists them)" if len(problems) > 1 else ""
+    return Refused(f"{parent.path}/{problems[0]}{more}; the parent version is damaged: restore it from a "
+                   "backup or a published copy, or rebuild from raw (`overton build` in a new workspace)")
+
+
+def reject_warnings(added: dict[str, Any], fraction: float) -> list[str]:
+    """One line per (source, step) where the step rejected more than ``fraction`` of the source's new documents:
+    most often a source judged by the wrong profile."""
+    warnings = []
+    for source, entry in added["sources"].items():
+        for step, rejected in entry["steps"].items():
+            if rejected > fraction * entry["input"]:
+                profiles = ", ".join(entry["profiles"])
+                warnings.append(f"step {step} rejected {rejected} of the {entry['input']} new documents of source "
+                                f"{source} ({rejected / entry['input']:.0%}; profile {profiles}): if they are good, "
+                                f"judge them by another profile ([sources.{source}] profile = ...)")
+    return warnings
 
 
 # ---------------------------------------------------------------- entry point
@@ -489,11 +546,13 @@ def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, 
         pending_keys = {run.key for run in pending}
 
         def make() -> dict[str, Any]:
-            return {**make_plan(workspace, pending), "version": name, "parent": parent.name if parent else None}
+            return {**make_plan(workspace, pending, config), "version": name,
+                    "parent": parent.name if parent else None}
 
         plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
                        lambda plan: {i["run"] for i in plan["inputs"]} <= pending_keys, make)
         manifest = execute(workspace, params, plan, run_task, (str(workspace.root),), versions, jobs, progress,
                            executor)
         version = Version.open(dataset_dir / name)
-        return BuildResult(version, manifest["added"], f"built {config.dataset.name} {name}")
+        return BuildResult(version, manifest["added"], f"built {config.dataset.name} {name}",
+                           reject_warnings(manifest["added"], config.build.warn_reject_fraction))

@@ -2,8 +2,9 @@
 
 Used twice: on ``content_sha256`` of the normalised text (reason ``exact_duplicate``) and on ``id``
 (reason ``duplicate_id``: two different texts claiming one id). Documents of earlier versions always
-win; among new ones the smallest id wins, then the earliest position in the build order, so the
-result does not depend on how work was split or in which order tasks finished.
+win, then preferred ones (in a refilter, those its parent version kept); among the rest the smallest id
+wins, then the earliest position in the build order, so the result does not depend on how work was
+split or in which order tasks finished.
 
 It is a step that needs every document before it can decide: :meth:`ExactDedup.index` is fed the
 whole stream once, then :meth:`ExactDedup.apply` is fed the same stream in the same order. Keys are
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from overton.pipelines.step import Step
 
-_EARLIER = -1  # documents of the parent version come before every new one
+_EARLIER, _PREFERRED, _OTHER = -1, 0, 1  # documents of the parent version come before every new one
 
 
 def _digest(key: str) -> bytes:
@@ -32,7 +33,9 @@ class ExactDedup(Step):
         self.name = f"dedup_{key_column}"
         self.key_column = key_column
         self.reason = reason
-        self._winner: dict[bytes, tuple[str, int]] = {_digest(key): (doc_id, _EARLIER) for key, doc_id in known}
+        # key -> (rank, id, position) of its winner
+        self._winner: dict[bytes, tuple[int, str, int]] = {
+            _digest(key): (_EARLIER, doc_id, -1) for key, doc_id in known}
         self._indexed = 0
         self._applied = 0
 
@@ -40,23 +43,24 @@ class ExactDedup(Step):
         keys = batch.column(self.key_column).to_pylist()
         return zip(map(_digest, keys), batch.column("id").to_pylist(), strict=True)
 
-    def index(self, batch: pa.RecordBatch) -> None:
+    def index(self, batch: pa.RecordBatch, preferred: bool = False) -> None:
         """First pass: remember the winner of every key."""
+        rank = _PREFERRED if preferred else _OTHER
         for digest, doc_id in self._pairs(batch):
-            candidate = (doc_id, self._indexed)
+            candidate = (rank, doc_id, self._indexed)
             self._indexed += 1
             current = self._winner.get(digest)
-            if current is None or (current[1] != _EARLIER and candidate < current):
+            if current is None or candidate < current:
                 self._winner[digest] = candidate
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Second pass, same stream and order: reject every document that is not its key's winner."""
         rejections = []
         for digest, doc_id in self._pairs(batch):
-            winner = self._winner[digest]
-            kept = winner == (doc_id, self._applied)
+            _, winner, position = self._winner[digest]
+            kept = (winner, position) == (doc_id, self._applied)
             self._applied += 1
-            rejections.append(None if kept else (self.reason, {"duplicate_of": winner[0]}))
+            rejections.append(None if kept else (self.reason, {"duplicate_of": winner}))
         return self.reject(batch, rejections)
 
     def rewind(self) -> None:

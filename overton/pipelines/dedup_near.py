@@ -5,8 +5,9 @@ each task's output; this step only reads them. Candidate pairs come from equal b
 verified against the estimated Jaccard (``threshold``: the build passes the configured threshold
 minus a margin for the estimate's error); clusters are the connected components of
 the verified pairs (scipy's sparse-graph union-find). One document per cluster is kept by a fixed
-rule: documents of earlier versions first (they are published), then source priority, then the
-earliest ``published_at``, then the smallest id. Every document gets ``dup_cluster`` (the id of its
+rule: documents of earlier versions first (they are published), then preferred ones (in a refilter,
+those its parent version kept), then source priority, then the earliest ``published_at``, then the
+smallest id. Every document gets ``dup_cluster`` (the id of its
 cluster's kept document) and ``dup_cluster_size``; the others are rejected as ``near_duplicate``
 with ``duplicate_of`` and the estimated Jaccard.
 
@@ -17,7 +18,7 @@ documents that belong to a cluster of two or more.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Candidates:
     signatures: np.ndarray  # (n, num_perm) uint32
     sources: list[str]
     published: list[datetime | None]
+    preferred: list[bool] = field(default_factory=list)  # per document; empty: none
 
     @classmethod
     def empty(cls, num_perm: int) -> Candidates:
@@ -105,10 +107,11 @@ class NearDedup(Step):
 
     def _rank(self, doc: int, n_old: int, new: Candidates) -> tuple:
         if doc < n_old:
-            return (0, 0, 0, "", doc)
+            return (0, 0, 0, 0, "", doc)
         i = doc - n_old
         published = new.published[i]
-        return (1, self.priority.get(new.sources[i], len(self.priority)), published is None,
+        preferred = bool(new.preferred) and new.preferred[i]
+        return (1, not preferred, self.priority.get(new.sources[i], len(self.priority)), published is None,
                 published or datetime.min, new.ids[i])
 
     def _candidate_pairs(self, signatures: np.ndarray) -> np.ndarray:

@@ -27,22 +27,25 @@ Why it is built this way:
 
 ``signals`` fills ``language`` (ISO 639-1 code, ``und`` when undetermined), ``language_score`` (how
 French the kept text is, 0 to 1) and ``language_removed_chars``; ``decide`` compares the score with
-``min_score`` only, so the threshold can be re-tuned without measuring again.
+the ``min_score`` of the document's profile only, so the threshold can be re-tuned without measuring
+again. A profile with ``skip_undetermined`` (debates, encyclopedia articles) leaves the windows with no
+function words of any language (a table, a list of names and dates) out of its documents' score: they
+are part of such documents, and say nothing about their language.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from overton.corpus.config import LanguageConfig
+from overton.corpus.config import BUILTIN_PROFILES, LanguageConfig, ProfileLanguage
 from overton.corpus.schema import text_sha256
-from overton.pipelines.step import Filter, Rejection, set_column
+from overton.pipelines.step import Filter, Rejection, profile_names, set_column
 
 UNDETERMINED = "und"
 
@@ -314,8 +317,8 @@ class LanguageFilter(Filter):
     (tables, lists of names) therefore score 0: they are not prose a French language model learns from.
 
     Settings are the keys of ``[language]`` in ``overton.toml`` (:class:`LanguageConfig`, where the
-    defaults measured with ``bench/language.py`` are explained), given as keyword arguments; ``min_score``
-    is the only one ``decide`` reads.
+    defaults measured with ``bench/language.py`` are explained), given as keyword arguments; ``profiles``
+    holds what each profile keeps (``[profiles.NAME.language]``): ``decide`` reads only their ``min_score``.
     """
 
     name = "language"
@@ -325,9 +328,11 @@ class LanguageFilter(Filter):
         pa.field("language_removed_chars", pa.int64()),
     )
 
-    def __init__(self, **settings: Any):
+    def __init__(self, profiles: Mapping[str, ProfileLanguage] | None = None, **settings: Any):
         super().__init__()
         self.settings = LanguageConfig(**settings)
+        self.profiles = dict(profiles if profiles is not None else
+                             {name: profile.language for name, profile in BUILTIN_PROFILES.items()})
 
     @functools.cached_property
     def detector(self) -> LanguageDetector:
@@ -371,13 +376,17 @@ class LanguageFilter(Filter):
             return Verdict(evidence.foreign_language, 0.0, True, True)
         return Verdict(detection.language, detection.french, True, False)
 
-    def score(self, text: str) -> tuple[str, float]:
-        """(language, French score) of a whole text from its windows."""
+    def score(self, text: str, skip_undetermined: bool = False) -> tuple[str, float]:
+        """(language, French score) of a whole text from its windows; with ``skip_undetermined``, the windows
+        without evidence of any language do not count."""
         weights: dict[str, float] = {}
         total = french = 0.0
         for window in windows(text, self.settings.windows, self.settings.window_chars):
             verdict = self.judge(window)
             self._count(verdict, "windows")
+            if skip_undetermined and verdict.language == UNDETERMINED:
+                self.stats["windows_skipped"] += 1
+                continue
             total += len(window)
             french += len(window) * verdict.french
             if verdict.french < 0.5:
@@ -420,26 +429,27 @@ class LanguageFilter(Filter):
         if verdict.overruled:
             self.stats["second_opinions"] += 1
 
-    def measure(self, text: str) -> tuple[str, str, float]:
+    def measure(self, text: str, skip_undetermined: bool = False) -> tuple[str, str, float]:
         """(text to keep, language, score) of one document."""
-        language, score = self.score(text)
+        language, score = self.score(text, skip_undetermined)
         if self.settings.paragraph_mode and score >= self.settings.paragraph_pass_min_score and "\n\n" in text:
             kept = self.drop_foreign_paragraphs(text)
             if kept is not text:
-                language, score = self.score(kept)
+                language, score = self.score(kept, skip_undetermined)
                 return kept, language, score
         return text, language, score
 
     def signals(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         texts = batch.column("text").to_pylist()
         hashes = batch.column("content_sha256").to_pylist()
+        skip = [self.profiles[name].skip_undetermined for name in profile_names(batch, self.profiles)]
         languages, scores, removed = [], [], []
         rewritten = False
         for i, text in enumerate(texts):
             text = text or ""
             self.stats["documents_checked"] += 1
             self.stats["chars_checked"] += len(text)
-            kept, language, score = self.measure(text)
+            kept, language, score = self.measure(text, skip[i])
             if kept is not text:
                 rewritten = True
                 texts[i], hashes[i] = kept, text_sha256(kept)
@@ -460,7 +470,8 @@ class LanguageFilter(Filter):
     # -- judging --
 
     def decide(self, batch: pa.RecordBatch) -> list[Rejection]:
-        """Reject a document whose French score is below ``min_score``, or whose text paragraph mode emptied.
+        """Reject a document whose French score is below its profile's ``min_score``, or whose text paragraph mode
+        emptied.
 
         Reads the signal columns and the text's length only (never the text itself), so re-deciding with
         another threshold is cheap.
@@ -468,9 +479,10 @@ class LanguageFilter(Filter):
         empty = pc.equal(pc.binary_length(batch.column("text")), 0).to_pylist()
         languages = batch.column("language").to_pylist()
         scores = batch.column("language_score").to_pylist()
+        minimums = [self.profiles[name].min_score for name in profile_names(batch, self.profiles)]
         rejections: list[Rejection] = []
-        for language, score, is_empty in zip(languages, scores, empty, strict=True):
-            if score is None or score < self.settings.min_score or is_empty:
+        for language, score, is_empty, minimum in zip(languages, scores, empty, minimums, strict=True):
+            if score is None or score < minimum or is_empty:
                 rejections.append(("not_french", {"language": language, "score": round(float(score or 0.0), 4)}))
             else:
                 rejections.append(None)

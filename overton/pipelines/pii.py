@@ -1,7 +1,8 @@
 """PII redaction: e-mail addresses and telephone numbers become fixed placeholders.
 
 Public speeches and debates are public record by nature (a minister reading out a hotline number is
-part of the speech), so their sources are listed in ``skip_sources`` and left untouched; web text
+part of the speech), so their profiles (``speech``, ``debate``) have ``pii = false`` and their documents
+are left untouched; web text
 (Quora answers, forum-like pages) is where private addresses and numbers leak.
 
 Placeholders are ``<EMAIL>`` and ``<PHONE>``, always the same strings, because:
@@ -39,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from overton.corpus.schema import text_sha256
-from overton.pipelines.step import Step, set_column
+from overton.pipelines.step import Step, profile_names, set_column
 
 EMAIL_PLACEHOLDER = "<EMAIL>"
 PHONE_PLACEHOLDER = "<PHONE>"
@@ -109,24 +110,23 @@ def redact(text: str, emails: bool = True, french: bool = True, international: b
 
 
 class PiiRedactor(Step):
-    """Replace e-mail addresses and phone numbers in every document whose source is not skipped.
+    """Replace e-mail addresses and phone numbers in every document whose profile is not skipped.
 
     ``pii_emails`` / ``pii_phones`` count what was replaced; they are null for documents of
-    ``skip_sources``, which were not examined (zero would claim they hold none).
+    ``skip_profiles``, which were not examined (zero would claim they hold none).
     """
 
     name = "pii"
     columns = (pa.field("pii_emails", pa.int32()), pa.field("pii_phones", pa.int32()))
 
-    def __init__(self, skip_sources: Iterable[str] = ()):
+    def __init__(self, skip_profiles: Iterable[str] = ()):
         super().__init__()
-        self.skip_sources = frozenset(skip_sources)
+        self.skip_profiles = frozenset(skip_profiles)
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n = batch.num_rows
         texts = batch.column("text")
-        skipped = pc.is_in(batch.column("source"), value_set=pa.array(sorted(self.skip_sources), pa.string()))
-        skipped = skipped.to_numpy(zero_copy_only=False)
+        skipped = np.isin(profile_names(batch), sorted(self.skip_profiles))
         hints = [pc.match_substring_regex(texts, hint).to_numpy(zero_copy_only=False)
                  for hint in (_EMAIL_HINT, _FRENCH_HINT, _INTERNATIONAL_HINT)]
         emails = np.zeros(n, np.int32)

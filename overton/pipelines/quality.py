@@ -1,16 +1,16 @@
-"""Quality filter: Gopher and FineWeb(-2) heuristics for French, with per-source-family thresholds.
+"""Quality filter: Gopher and FineWeb(-2) heuristics for French, judged by each document's profile.
 
 Signals are measured once per document and kept as columns (``quality_*``); :meth:`QualityFilter.decide`
-judges from those columns and the thresholds only, so thresholds are re-tuned without measuring again.
+judges from those columns and the thresholds of the document's ``profile`` only, so thresholds are
+re-tuned without measuring again.
 
-Two families of sources, because one set of thresholds cannot serve both:
-
-* **curated** sources (public speeches, parliamentary debates) are edited, human-written text whose
-  nature is short, repetitive turns ("La séance est ouverte.", "La parole est à M. ..."): the web
-  repetition rules would throw away good text. They get only length and garbage rules.
-* every other source is **web** (Quora, web pages, Wikipedia) and gets the FineWeb-2 French values
-  (``configs/fra_Latn.yml`` of huggingface/fineweb-2) for the rules FineWeb-2 tuned per language, and
-  the Gopher / FineWeb defaults it kept for the others.
+One set of thresholds cannot serve every kind of text, so each profile (``[profiles.NAME.quality]``)
+has its own: speeches and debates are edited, human-written text whose nature is short, repetitive
+turns ("La séance est ouverte.", "La parole est à M. ..."), so the web repetition rules would throw away
+good text and they get only length and garbage rules; encyclopedia articles lose the rules that read
+headings, lists and tables as junk; web pages get the FineWeb-2 French values (``configs/fra_Latn.yml``
+of huggingface/fineweb-2) for the rules FineWeb-2 tuned per language, and the Gopher / FineWeb defaults
+it kept for the others.
 
 The definitions follow datatrove's ``GopherQualityFilter``, ``GopherRepetitionFilter`` and
 ``FineWebQualityFilter`` because the thresholds were fitted on exactly those quantities:
@@ -37,15 +37,15 @@ numpy comes with pyarrow's ecosystem and datasketch (a dependency already).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from overton.corpus.config import FRENCH_STOP_WORDS, QualityCuratedConfig, QualityWebConfig
-from overton.pipelines.step import Filter, Rejection, set_column
+from overton.corpus.config import BUILTIN_PROFILES, FRENCH_STOP_WORDS, QualityRules
+from overton.pipelines.step import Filter, Rejection, profile_names, set_column
 
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 TOP_NGRAMS = (2, 3, 4)
@@ -457,10 +457,10 @@ def _stop_lookup(stop_words: Iterable[str]) -> list[str]:
 
 # --- the step --------------------------------------------------------------------------------------
 class QualityFilter(Filter):
-    """Measure Gopher/FineWeb signals for every document; reject by the thresholds of its source family.
+    """Measure Gopher/FineWeb signals for every document; reject by the thresholds of its profile.
 
-    ``curated_sources``: source names whose documents get the ``curated`` thresholds; every other
-    source gets the ``web`` ones (``[quality.curated]`` and ``[quality.web]`` of ``overton.toml``).
+    ``profiles``: the thresholds of each profile (``[profiles.NAME.quality]`` of ``overton.toml``); a
+    document is judged by those of its ``profile`` column (:func:`profile_names`).
     ``stop_words``: full words; elided forms (``l'``, ``qu'``...) count when a word they stand for is listed.
     """
 
@@ -469,26 +469,13 @@ class QualityFilter(Filter):
 
     def __init__(
         self,
-        *,
-        curated_sources: Iterable[str] = (),
-        web: QualityWebConfig | None = None,
-        curated: QualityCuratedConfig | None = None,
+        profiles: Mapping[str, QualityRules] | None = None,
         stop_words: Iterable[str] = FRENCH_STOP_WORDS,
     ):
         super().__init__()
-        self.curated_sources = frozenset(curated_sources)
-        self.web = web or QualityWebConfig()
-        self.curated = curated or QualityCuratedConfig()
+        self.profiles = dict(profiles if profiles is not None else
+                             {name: profile.quality for name, profile in BUILTIN_PROFILES.items()})
         self.stop_words = tuple(stop_words)
-
-    def parameters(self) -> dict[str, Any]:
-        """Everything that changes the decisions, for a build's plan and manifest."""
-        return {
-            "curated_sources": sorted(self.curated_sources),
-            "web": self.web.model_dump(),
-            "curated": self.curated.model_dump(),
-            "stop_words": list(self.stop_words),
-        }
 
     def signals(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         values = measure(batch.column("text"), self.stop_words)
@@ -502,9 +489,8 @@ class QualityFilter(Filter):
 
     def decide(self, batch: pa.RecordBatch) -> list[Rejection]:
         n = batch.num_rows
-        curated = pc.is_in(batch.column("source"), value_set=pa.array(sorted(self.curated_sources), pa.string()))
-        curated = curated.to_numpy(zero_copy_only=False)
-        families = [(curated, self.curated), (~curated, self.web)]
+        names = profile_names(batch, self.profiles)
+        families = [(names == name, rules) for name, rules in sorted(self.profiles.items())]
         decided = np.zeros(n, bool)
         rejections: list[Rejection] = [None] * n
         lines = batch.column("quality_lines").to_numpy(zero_copy_only=False)

@@ -8,6 +8,11 @@ again over what survives. MinHash signatures are recomputed (they are cheap); la
 and the quality signals are not, except for documents an earlier filter had stopped before they
 were measured. The result is a new, complete version whose parent is the one it
 re-decided.
+
+Its promises: documents the parent kept win every duplicate tie, as published documents do in a build (a
+looser threshold never costs a kept document its place to one it admits); a document is judged by the
+profile ``[sources.NAME] profile`` now gives its source, else by the one it was judged by; settings
+that change what was measured are refused with their names; unchanged settings make no new version.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from overton.corpus.checksums import CACHE_FILE, ChecksumCache
 from overton.corpus.dataset import Version, list_versions, version_name, version_number
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
@@ -27,14 +33,17 @@ from overton.pipelines.build import (
     WORK_SCHEMA,
     BuildResult,
     _task_stem,
+    damaged_parent,
     document_steps,
     execute,
     parameters,
     prepare,
+    profile_signals,
+    reject_warnings,
     signal_parameters,
     write_task,
 )
-from overton.pipelines.step import Filter, Step, run_steps
+from overton.pipelines.step import Filter, Step, run_steps, set_column
 
 
 class _Replay(Step):
@@ -78,11 +87,16 @@ def _chain(steps: list[Step], stopped_by: str | None) -> list[Step]:
 
 def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
     version_path, work, task, params = args
-    table = pq.ParquetFile(Path(version_path) / task["path"]).read_row_group(task["row_group"])
+    version = Version.open(version_path)
+    [entry] = [entry for entry in version.manifest["files"] if entry["path"] == task["path"]]
+    with version.open_file(entry) as handle:
+        table = pq.ParquetFile(handle).read_row_group(task["row_group"])
     steps = document_steps(params)
     filters = sorted(step.name for step in steps if isinstance(step, Filter))
+    overrides = {source: settings["profile"] for source, settings in params["sources"].items() if settings["profile"]}
     pieces = []
     for batch in _conform(table, WORK_SCHEMA).to_batches():
+        batch = _reassign(batch, overrides)
         stopped_by = batch.column("reject_step")
         again = pc.or_(pc.is_null(stopped_by), pc.is_in(stopped_by, pa.array(filters + sorted(GLOBAL_STEP_NAMES))))
         pieces.append(batch.filter(pc.invert(again)))  # rejected before any signal: stays as it was
@@ -100,6 +114,34 @@ def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> 
                       {step.name: dict(step.stats) for step in steps})
 
 
+def _reassign(batch: pa.RecordBatch, overrides: dict[str, str]) -> pa.RecordBatch:
+    """The profile ``[sources.NAME] profile`` gives each document's source now, else the one it had."""
+    if not overrides:
+        return batch
+    profiles = [overrides.get(source, profile) for source, profile in
+                zip(batch.column("source").to_pylist(), batch.column("profile").to_pylist(), strict=True)]
+    return set_column(batch, "profile", pa.array(profiles, pa.string()))
+
+
+def changed_signal_settings(parent: Version, params: dict[str, Any]) -> list[str]:
+    """The settings (overton.toml names) that would change what ``parent``'s documents were measured with."""
+    before_params = parent.manifest["parameters"]
+    before, now = signal_parameters(before_params), signal_parameters(params)
+    changed = {key for key in before.keys() | now.keys() if before.get(key) != now.get(key)}
+    old_profiles, new_profiles = before_params.get("profiles", {}), params["profiles"]
+    for source, entry in parent.manifest["counts"]["sources"].items():
+        override = params["sources"].get(source, {}).get("profile")
+        for name in entry.get("profiles", {}):
+            new_name = override or name
+            if new_name not in new_profiles:
+                raise UserError(f"cannot refilter {parent.name}: documents of source {source!r} were judged by "
+                                f"profile {name!r}, which overton.toml no longer defines ([profiles.{name}])")
+            old, new = profile_signals(old_profiles.get(name)), profile_signals(new_profiles[new_name])
+            for key in sorted(k for k in old if old[k] != new[k]):
+                changed.add(f"sources.{source}.profile" if new_name != name else f"profiles.{name}.{key}")
+    return sorted(changed)
+
+
 def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = True) -> BuildResult:
     config = workspace.config()
     params = parameters(config)
@@ -109,11 +151,17 @@ def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = Tru
         if not names:
             raise UserError(f"nothing to refilter: {dataset_dir} has no version yet (run `overton build`)")
         parent = Version.open(dataset_dir / names[-1])
-        before, now = signal_parameters(parent.manifest["parameters"]), signal_parameters(params)
-        changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+        changed = changed_signal_settings(parent, params)
         if changed:
             raise UserError(f"cannot refilter {parent.name}: settings that change measured signals differ "
                             f"({', '.join(changed)}); rebuild from raw instead")
+        if parent.manifest["parameters"] == params:
+            return BuildResult(parent, {}, f"nothing to refilter: the settings are those {parent.name} was decided "
+                                           "with")
+        with ChecksumCache(workspace.state / CACHE_FILE) as cache:  # every row is rewritten from these files
+            damaged = parent.verify_cached(cache)
+        if damaged:
+            raise damaged_parent(parent, damaged)
         name = version_name(version_number(parent.name) + 1)
 
         def make() -> dict[str, Any]:
@@ -121,7 +169,8 @@ def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = Tru
             for kind in ("data", "rejected"):
                 for entry in parent.files(kind):
                     for group in range(len(entry["row_groups"])):
-                        tasks.append({"index": len(tasks), "path": entry["path"], "row_group": group})
+                        tasks.append({"index": len(tasks), "path": entry["path"], "row_group": group,
+                                      "preferred": kind == "data"})
             return {"inputs": [], "tasks": tasks, "version": name, "parent": parent.name,
                     "manifest": {"refilter_of": parent.name}}
 
@@ -129,4 +178,5 @@ def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = Tru
                        lambda plan: plan["parent"] == parent.name, make)
         manifest = execute(workspace, params, plan, run_refilter_task, (str(parent.path),), [], jobs, progress)
         return BuildResult(Version.open(dataset_dir / name), manifest["added"],
-                           f"refiltered {parent.name} into {config.dataset.name} {name}")
+                           f"refiltered {parent.name} into {config.dataset.name} {name}",
+                           reject_warnings(manifest["added"], config.build.warn_reject_fraction))

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from overton.corpus.schema import DOCUMENT_SCHEMA, REJECT_FIELDS
+from overton.corpus.config import DEFAULT_PROFILE
+from overton.corpus.schema import BUILD_FIELDS, DOCUMENT_SCHEMA, REJECT_FIELDS
 
 Rejection = tuple[str, dict[str, Any]] | None
 
@@ -73,8 +75,9 @@ class Filter(Step):
 
 
 def data_schema(steps: Sequence[Step]) -> pa.Schema:
-    """Kept documents: the document columns, then every step's signal columns in step order."""
-    fields = list(DOCUMENT_SCHEMA)
+    """Kept documents: the document columns, the build's own (``profile``), then every step's signal columns in
+    step order."""
+    fields = list(DOCUMENT_SCHEMA) + BUILD_FIELDS
     for step in steps:
         fields += [f for f in step.columns if f.name not in {g.name for g in fields}]
     return pa.schema(fields)
@@ -91,11 +94,22 @@ def set_column(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordB
     return batch.set_column(index, field, values.cast(field.type))
 
 
-def to_work_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A raw document batch with the signal and reject columns of ``schema`` appended, all null."""
+def to_work_batch(batch: pa.RecordBatch, schema: pa.Schema, profile: str | None = None) -> pa.RecordBatch:
+    """A raw document batch with the columns of ``schema`` appended: ``profile`` (the profile that judges these
+    documents), the signal and reject columns all null."""
     batch = batch.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
     extra = [pa.nulls(batch.num_rows, field.type) for field in schema if field.name not in DOCUMENT_SCHEMA.names]
-    return pa.RecordBatch.from_arrays(list(batch.columns) + extra, schema=schema)
+    batch = pa.RecordBatch.from_arrays(list(batch.columns) + extra, schema=schema)
+    return set_column(batch, "profile", pa.array([profile] * batch.num_rows, pa.string())) if profile else batch
+
+
+def profile_names(batch: pa.RecordBatch, known: Collection[str] | None = None) -> np.ndarray:
+    """Each row's profile name (:data:`DEFAULT_PROFILE` where none is set), refusing a name not in ``known``."""
+    names = pc.fill_null(batch.column("profile"), DEFAULT_PROFILE).to_numpy(zero_copy_only=False).astype(str)
+    unknown = set() if known is None else set(np.unique(names).tolist()) - set(known)
+    if unknown:
+        raise ValueError(f"documents of unknown profiles {sorted(unknown)} (known: {sorted(known)})")
+    return names
 
 
 def run_steps(steps: Sequence[Step], batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[pa.RecordBatch]]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import scrapy
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 
-from overton.corpus.config import CrawlConfig
+from overton.corpus.config import DEFAULT_PROFILE, CrawlConfig
 from overton.corpus.workspace import Workspace
 from overton.spiders.seen import SeenStore
 from overton.spiders.settings import crawl_settings
@@ -34,6 +34,11 @@ class OvertonSpider(scrapy.Spider):
     sources: ClassVar[tuple[str, ...]] = ()
     #: Whether a run that stores nothing has failed (False where "nothing new tonight" is normal).
     expects_items: ClassVar[bool] = True
+    #: The source profile of what it collects (recorded in each raw run; ``[sources.NAME] profile`` overrides it).
+    profile: ClassVar[str] = DEFAULT_PROFILE
+
+    def profile_of(self, source: str) -> str:
+        return self.profile
 
     @classmethod
     def check(cls, crawl: CrawlConfig) -> None:

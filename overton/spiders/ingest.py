@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from overton.corpus.config import DEFAULT_PROFILE
 from overton.corpus.errors import UserError
 from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
 from overton.corpus.workspace import Workspace
@@ -218,9 +219,15 @@ def ingest(
     field_map: Mapping[str, str] | None = None,
     default_license: str | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
+    profile: str = DEFAULT_PROFILE,
     split: str = "line",
 ) -> IngestReport:
-    """Import ``paths`` as one raw run of ``source``; nothing is written if nothing is importable."""
+    """Import ``paths`` as one raw run of ``source``, to be judged by ``profile``; nothing is written if nothing
+    is importable."""
+    profiles = workspace.config().profiles
+    if profile not in profiles:
+        raise UserError(f"no profile named {profile!r} (profiles: {', '.join(sorted(profiles))}; define your own "
+                        "in [profiles.NAME] of overton.toml)")
     try:
         check_source_name(source)
     except ValueError as exc:
@@ -239,7 +246,7 @@ def ingest(
     field_map = dict(field_map or {})
     report = IngestReport(source=source)
     fetched_at = datetime.now(UTC)
-    writer = RawRunWriter(workspace, source, "ingest")
+    writer = RawRunWriter(workspace, source, "ingest", profile)
 
     def refuse(refusal: Refusal) -> None:
         report.refuse(refusal)

@@ -46,11 +46,18 @@ def recover(workspace: Workspace, seen: SeenStore, sources: set[str]) -> int:
 class RawPipeline:
     """Scrapy item pipeline; the spider provides ``workspace``, ``seen``, ``sources`` and ``batch_items``."""
 
-    def open_spider(self, spider) -> None:
-        self.spider = spider
+    def __init__(self, crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler) -> RawPipeline:
+        return cls(crawler)
+
+    def open_spider(self) -> None:
+        self.spider = spider = self.crawler.spider
         self.pending: dict[str, list[dict[str, Any]]] = {}
         recovered = recover(spider.workspace, spider.seen, set(spider.sources))
-        spider.crawler.stats.set_value("overton/batches_recovered", recovered)
+        self.crawler.stats.set_value("overton/batches_recovered", recovered)
 
     def process_item(self, item: dict[str, Any]) -> dict[str, Any]:
         source = check_source_name(item["document"]["source"])
@@ -60,7 +67,7 @@ class RawPipeline:
             self._commit(source)
         return item
 
-    def close_spider(self, spider) -> None:
+    def close_spider(self) -> None:
         for source in sorted(self.pending):
             self._commit(source)
 
@@ -68,7 +75,8 @@ class RawPipeline:
         items = self.pending.pop(source, [])
         if not items:
             return
-        writer = RawRunWriter(self.spider.workspace, source, f"crawl-{self.spider.name}")
+        writer = RawRunWriter(self.spider.workspace, source, f"crawl-{self.spider.name}",
+                              self.spider.profile_of(source))
         for item in items:
             writer.add(item["document"])
         entries = [item["seen"] for item in items]

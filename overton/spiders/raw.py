@@ -18,9 +18,13 @@ _BATCH_ROWS = 512
 
 
 class RawRunWriter:
-    def __init__(self, workspace: Workspace, source: str, job: str):
+    """Writes one raw run; ``profile`` (the source profile whose rules will judge its documents) goes into
+    ``run.json`` with the rest of the record."""
+
+    def __init__(self, workspace: Workspace, source: str, job: str, profile: str):
         config = workspace.config().ingest
         self.source = source
+        self.profile = profile
         self.run_id, self.path = workspace.new_raw_run(source, job)
         self.rows = 0
         self._pending: list[Mapping[str, Any]] = []
@@ -50,7 +54,7 @@ class RawRunWriter:
         shards = self._writer.close()
         parts = [{"path": s.path.name, "rows": s.rows} for s in shards]
         write_json(self.path / RUN_MARKER, {"source": self.source, "run_id": self.run_id, "rows": self.rows,
-                                            "parts": parts, **record})
+                                            "profile": self.profile, "parts": parts, **record})
         return [s.path.name for s in shards]
 
     def abort(self) -> None:

@@ -47,6 +47,7 @@ class ViePubliqueSpider(OvertonSpider):
     name = "vie-publique"
     sources = (SOURCE,)
     expects_items = False  # a night without new speeches is normal; the catalogue's 304 says so
+    profile = "speech"
     handle_httpstatus_list = [304]
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -55,6 +55,9 @@ class WebSpider(OvertonSpider):
         spider.requested = dict.fromkeys(spider.sites, 0)
         return spider
 
+    def profile_of(self, source: str) -> str:
+        return self.sites[source].profile
+
     @staticmethod
     def _domains(site: WebSite) -> list[str]:
         if site.allowed_domains:
