@@ -287,6 +287,20 @@ def test_config_template_holds_every_setting_with_its_default():
         ("[dataset]\nname = 'Mon Corpus'", "setting 'dataset.name'"),
         ("build = 3", "setting 'build' must be a table, got 3"),
         ("[build\n", "not valid TOML"),
+        # settings that contradict each other, and those of earlier versions
+        ("[near_dedup]\nmargin = 0.8", "setting 'near_dedup.margin' (0.8) must be below 'near_dedup.threshold' (0.8)"),
+        ("[profiles.qa.quality]\nmin_words = 200000",
+         "setting 'profiles.qa.quality.min_words' (200000) must be below 'profiles.qa.quality.max_words' (100000)"),
+        ("[profiles.web.quality]\nmin_mean_word_len = 12.0", "'profiles.web.quality.min_mean_word_len' (12.0) must be"),
+        ('[sources.assemblee]\nprofile = "debat"', "setting 'sources.assemblee.profile': no profile named 'debat'"),
+        ('[profiles.a]\nbase = "b"\n[profiles.b]\nbase = "a"', "the profiles a -> b -> a are each other's base"),
+        ('[profiles.a]\nbase = "nope"', "setting 'profiles.a.base': no profile named 'nope'"),
+        ("[profiles.web]\npii = 1", "setting 'profiles.web.pii' must be true or false, got 1"),
+        ("[profiles.web.quality]\nmin_word = 5", "unknown setting 'profiles.web.quality.min_word'"),
+        ('[quality]\ncurated_sources = ["assemblee"]',
+         "setting 'quality.curated_sources' was replaced by source profiles"),
+        ('[pii]\nskip_sources = ["assemblee"]', "setting 'pii.skip_sources' was replaced by"),
+        ("[language]\nmin_score = 0.3", "setting 'language.min_score' was replaced by the min_score of each profile"),
     ],
 )
 def test_bad_settings_are_refused_with_one_line_naming_the_key(tmp_path: Path, capsys, text: str, message: str):

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from overton.cli import main
 from overton.corpus.config import BUILTIN_PROFILES, TEMPLATE, Config, parse_config
 from overton.corpus.dataset import Version
@@ -64,28 +62,6 @@ def test_a_profile_table_changes_only_the_keys_it_gives_and_a_new_one_starts_fro
     assert config.profile_of("journal", "web") == "press"  # [sources.NAME] wins over what was recorded
     assert config.profile_of("other", "speech") == "speech"
     assert config.profile_of("other", None) == "web"
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("[near_dedup]\nmargin = 0.8", "setting 'near_dedup.margin' (0.8) must be below 'near_dedup.threshold' (0.8)"),
-    ("[profiles.qa.quality]\nmin_words = 200000",
-     "setting 'profiles.qa.quality.min_words' (200000) must be below 'profiles.qa.quality.max_words' (100000)"),
-    ("[profiles.web.quality]\nmin_mean_word_len = 12.0", "'profiles.web.quality.min_mean_word_len' (12.0) must be"),
-    ('[sources.assemblee]\nprofile = "debat"', "setting 'sources.assemblee.profile': no profile named 'debat'"),
-    ('[profiles.a]\nbase = "b"\n[profiles.b]\nbase = "a"', "the profiles a -> b -> a are each other's base"),
-    ('[profiles.a]\nbase = "nope"', "setting 'profiles.a.base': no profile named 'nope'"),
-    ("[profiles.web]\npii = 1", "setting 'profiles.web.pii' must be true or false, got 1"),
-    ("[profiles.web.quality]\nmin_word = 5", "unknown setting 'profiles.web.quality.min_word'"),
-    ('[quality]\ncurated_sources = ["assemblee"]', "setting 'quality.curated_sources' was replaced by source profiles"),
-    ('[pii]\nskip_sources = ["assemblee"]', "setting 'pii.skip_sources' was replaced by"),
-    ("[language]\nmin_score = 0.3", "setting 'language.min_score' was replaced by the min_score of each profile"),
-])
-def test_contradictory_or_outdated_settings_are_refused_in_one_line(tmp_path: Path, capsys, text: str, message: str):
-    workspace = Workspace.init(tmp_path / "ws")
-    workspace.settings_path.write_text(text)
-    assert main(["build", "--workspace", str(workspace.root)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
 
 
 def test_ingest_records_the_profile_and_refuses_an_unknown_one(tmp_path: Path, capsys):
