@@ -76,13 +76,13 @@ def cmd_ingest(args) -> int:
             profile=args.profile,
             split=args.split,
         )
-        record.data.update(source=args.source, profile=args.profile, run_id=report.run_id, files=report.files,
+        record.data.update(source=args.source, profile=report.profile, run_id=report.run_id, files=report.files,
                            imported=report.imported, refused=report.refused_count, duplicates=report.duplicates,
                            empty=report.empty, refusals=report.refused)
         record.exit_code = EXIT_PARTIAL if report.refused_count else EXIT_OK
     if shown > _SHOWN_REFUSALS:
         print(f"... and {shown - _SHOWN_REFUSALS} more refusals, all listed in {record.path}", file=sys.stderr)
-    where = f"raw/{args.source}/{report.run_id} (profile {args.profile})" if report.run_id else \
+    where = f"raw/{args.source}/{report.run_id} (profile {report.profile})" if report.run_id else \
         "nowhere (nothing importable)"
     print(f"imported {report.imported} documents from {report.files} files into {where}; "
           f"refused {report.refused_count}"
@@ -283,9 +283,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                      help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")
-    sub.add_argument("--profile", default=DEFAULT_PROFILE,
+    sub.add_argument("--profile",
                      help="source profile whose rules judge these documents: speech, debate, encyclopedia, qa, web "
-                     f"or one of [profiles] (default {DEFAULT_PROFILE}; [sources.NAME] profile overrides it)")
+                     f"or one of [profiles] (default: the format's own, speech for gptj, else {DEFAULT_PROFILE}; "
+                     "[sources.NAME] profile overrides it)")
 
     sub = command("crawl", cmd_crawl, "run a collector (vie-publique, web): fetch what is new into raw/; "
                   "exit 1 if the crawl failed")

@@ -77,6 +77,10 @@ def test_ingest_records_the_profile_and_refuses_an_unknown_one(tmp_path: Path, c
     assert run.record()["profile"] == "speech"
     assert main(["ingest", str(path), "--source", "y", "--workspace", str(workspace.root)]) == 0
     assert "(profile web)" in capsys.readouterr().out
+    # the GPTJ-Overton dump holds speeches: its format brings their profile
+    dump = str(sample_dir() / "speeches.json")
+    assert main(["ingest", dump, "--source", "z", "--workspace", str(workspace.root)]) == 0
+    assert "(profile speech)" in capsys.readouterr().out
 
 
 # --- real data --------------------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ from overton.spiders import tei
 
 FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei")
 SPLITS = ("line", "block")
+#: The profile of the formats that hold one kind of text, a source's own export: what an ingest of them is
+#: judged by unless ``--profile`` says otherwise (every other format: the default profile).
+PROFILES = {"gptj": "speech"}
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
     ".parquet": "parquet", ".txt": "text", ".md": "text", ".xml": "tei",

@@ -21,7 +21,7 @@ from overton.corpus.config import DEFAULT_PROFILE
 from overton.corpus.errors import UserError
 from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
 from overton.corpus.workspace import Workspace
-from overton.spiders.formats import FORMATS, SPLITS, Empty, Refusal, detect_format, read
+from overton.spiders.formats import FORMATS, PROFILES, SPLITS, Empty, Refusal, detect_format, read
 from overton.spiders.raw import RawRunWriter
 
 #: Where each schema field is looked for in an input record, first match wins (``--field`` overrides).
@@ -48,6 +48,7 @@ MAX_ID_CHARS = 512
 @dataclass
 class IngestReport:
     source: str
+    profile: str
     run_id: str | None = None
     imported: int = 0
     files: int = 0
@@ -219,12 +220,16 @@ def ingest(
     field_map: Mapping[str, str] | None = None,
     default_license: str | None = None,
     on_refusal: Callable[[Refusal], None] | None = None,
-    profile: str = DEFAULT_PROFILE,
+    profile: str | None = None,
     split: str = "line",
 ) -> IngestReport:
-    """Import ``paths`` as one raw run of ``source``, to be judged by ``profile``; nothing is written if nothing
-    is importable."""
+    """Import ``paths`` as one raw run of ``source``, to be judged by ``profile`` (None: the profile of their
+    format when all have one that holds one kind of text, else the default); nothing is written if nothing is
+    importable."""
     profiles = workspace.config().profiles
+    if profile is None:
+        formats = {fmt or detect_format(path) for path in paths if path.is_file()}
+        profile = PROFILES.get(formats.pop(), DEFAULT_PROFILE) if len(formats) == 1 else DEFAULT_PROFILE
     if profile not in profiles:
         raise UserError(f"no profile named {profile!r} (profiles: {', '.join(sorted(profiles))}; define your own "
                         "in [profiles.NAME] of overton.toml)")
@@ -244,7 +249,7 @@ def ingest(
         if not path.is_file():
             raise UserError(f"{path}: no such file")
     field_map = dict(field_map or {})
-    report = IngestReport(source=source)
+    report = IngestReport(source=source, profile=profile)
     fetched_at = datetime.now(UTC)
     writer = RawRunWriter(workspace, source, "ingest", profile)
 
