@@ -246,6 +246,27 @@ class WebConfig(_Section):
     sites: list[WebSite] = []
 
 
+class WikipediaCategory(_Section):
+    """A root category of the Wikipedia crawl and how many levels of subcategories to follow."""
+
+    name: str = Field(min_length=1)
+    depth: int = Field(2, ge=0)
+
+
+class WikipediaConfig(_Section):
+    """``overton crawl wikipedia``: articles of categories, through the MediaWiki API."""
+
+    api_url: str = "https://fr.wikipedia.org/w/api.php"
+    categories: list[WikipediaCategory] = [
+        WikipediaCategory(name="Politique en France"),
+        WikipediaCategory(name="Science politique"),
+        WikipediaCategory(name="Idéologie politique"),
+    ]
+    max_pages: int = Field(0, ge=0)
+    maxlag: int = Field(5, ge=0)
+    tables: bool = False
+
+
 class CrawlConfig(_Section):
     user_agent: str = ""
     delay: float = Field(2.0, ge=0)
@@ -255,6 +276,7 @@ class CrawlConfig(_Section):
     max_challenges: int = Field(3, ge=1)
     vie_publique: ViePubliqueConfig = ViePubliqueConfig()
     web: WebConfig = WebConfig()
+    wikipedia: WikipediaConfig = WikipediaConfig()
 
 
 _DAY = r"^(\d{4}-\d{2}-\d{2})?$"
@@ -653,6 +675,24 @@ max_listing_pages = 50
 # Speech pages fetched per run at most (0 = all): a backfill of 150,000 pages at 2 s each takes
 # three and a half days, so split it over nights.
 max_items = 0
+
+[crawl.wikipedia]
+# Articles of Wikipedia categories through the MediaWiki API (`overton crawl wikipedia`); every one is
+# CC BY-SA 4.0 and is judged by the encyclopedia profile.
+api_url = "https://fr.wikipedia.org/w/api.php"
+# Root categories (without the "Catégorie:" prefix) and how many levels of subcategories to follow.
+categories = [
+    { name = "Politique en France", depth = 2 },
+    { name = "Science politique", depth = 2 },
+    { name = "Idéologie politique", depth = 2 },
+]
+# Articles fetched per run at most (0 = all).
+max_pages = 0
+# Sent with every API request: the servers answer "come back later" when their replication lag is
+# above this many seconds (Wikimedia asks bots for 5).
+maxlag = 5
+# Keep the text of tables (as tab-separated rows) instead of dropping them.
+tables = false
 
 [crawl.web]
 # Sites for the generic collector (`overton crawl web`): replace `sites = []` below with one
