@@ -1,0 +1,318 @@
+"""Wikipedia article HTML -> the article's clean text, and the overton document made from it.
+
+Two flavours of HTML hold one article: MediaWiki's parser output (what ``action=parse&prop=text`` returns, a
+``<div class="mw-parser-output">``, also inside a page saved from a browser) and Parsoid HTML (what the REST
+API and the Wikimedia Enterprise dumps return: a whole document with ``mw:pageId``, ``dc:modified``, category
+links and ``<section>`` elements). Both are read by one walk over the content in document order.
+
+What is kept is what a reader reads as the article: paragraphs, quotations, lists (one item per line),
+section headings (each a paragraph of its own), mathematics as the text of its MathML (``x⋅y=x1y1``, the TeX
+source left out), and tables only when asked (``tables=True``: one row per line, cells joined by `` | ``).
+What is dropped is the page's apparatus: reference markers and the references, infoboxes, navigation boxes,
+banners (maintenance, disambiguation, "Article détaillé"), edit links, images and their captions, galleries,
+coordinates, and the appendix sections (notes, references, bibliography, see also, external links), which are
+lists of titles and links rather than prose. These choices follow OpenLLM-France's wikiplaintext, the
+reference the extractor is measured against (``bench/wikipedia.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from lxml import etree
+from lxml import html as lxml_html
+
+from overton.corpus.schema import dump_meta, make_id, parse_timestamp, text_sha256
+
+LICENSE = "CC-BY-SA-4.0"
+KIND = "article"
+DEFAULT_LANG = "fr"
+
+#: Elements whose text is one paragraph (lists and tables have their own layout).
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_PARAGRAPHS = frozenset({"p", "blockquote", "pre"})
+_LISTS = frozenset({"ul", "ol", "dl"})
+#: Elements walked into for the blocks they hold; any other element outside a block is not article text.
+_CONTAINERS = frozenset({"div", "section", "body", "html", "main", "article", "center", "span"})
+#: Never text: scripts and styles, media, and what Parsoid leaves for machines.
+_DROPPED_TAGS = frozenset({"script", "style", "link", "meta", "img", "figure", "audio", "video", "noscript",
+                           "annotation", "annotation-xml", "input", "button"})
+#: Class names (or their prefixes) of the apparatus around the article's text.
+_DROPPED_CLASS = re.compile(
+    r"(?:^|\s)(?:bandeau-|infobox|navbox|metadata|homonymie|hatnote|ambox|noprint|mw-editsection|reference"
+    r"|mw-references|mw-cite-backlink|need_ref|thumb|gallery|mw-gallery|toc|mw-empty-elt|geo-|coordinates"
+    r"|printfooter|catlinks|mwe-math-fallback|autres-projets|js-interprojets|mw-kartographer|sister-)")
+#: Appendix sections: from such a heading to the next heading of the same or a higher level, nothing is kept.
+APPENDIX_SECTIONS = frozenset({
+    "notes", "notes et références", "références", "notes et sources", "sources", "source", "références et notes",
+    "voir aussi", "pour approfondir", "liens externes", "lien externe", "bibliographie", "annexes",
+    "articles connexes", "article connexe",
+})
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_BREAK = "\u2028"  # what <br> leaves in the text being gathered, until it is a line break or a space
+_PARSER_CACHE = re.compile(r"Saved in parser cache with key (\w+?)wiki:pcache:idhash:(\d+)-\S*\s+and\s+timestamp"
+                           r"\s+\d+\s+and\s+revision\s+id\s+(\d+)")
+_CONFIG_NUMBER = re.compile(r'"wg(ArticleId|RevisionId)":(\d+)')
+_CONFIG_LIST = re.compile(r'"wgCategories":(\[[^\]]*\])')
+_CONFIG_TITLE = re.compile(r'"wgTitle":("(?:[^"\\]|\\.)*")')
+
+
+@dataclass
+class WikiArticle:
+    title: str | None  # from the HTML where it has one (Parsoid <title>, mw:PageProp/displaytitle...), else None
+    text: str  # clean text: paragraphs separated by a blank line, headings as their own paragraph
+    pageid: int | None
+    revid: int | None
+    url: str | None
+    categories: list[str] = field(default_factory=list)  # names without the "Catégorie:" prefix, where given
+    modified: str | None = None  # ISO date of the revision where the HTML gives it (Parsoid dc:modified)
+    lang: str | None = None  # the content's lang attribute, where the HTML gives it
+
+
+def _tag(element: Any) -> str:
+    """Lower-case local name; '' for comments and processing instructions."""
+    tag = element.tag
+    return tag.rpartition("}")[2].lower() if isinstance(tag, str) else ""
+
+
+def _dropped(element: Any) -> bool:
+    tag = _tag(element)
+    if not tag or tag in _DROPPED_TAGS:
+        return True
+    classes = element.get("class")
+    if classes and _DROPPED_CLASS.search(classes):
+        return True
+    return tag == "span" and element.get("typeof") == "mw:Nowiki" and not element.text
+
+
+def _inline(element: Any, parts: list[str]) -> None:
+    """Append the text of ``element`` (not its tail) as read, leaving out the apparatus inside it."""
+    if element.text:
+        parts.append(element.text)
+    for child in element:
+        if not _dropped(child):
+            if _tag(child) == "br":
+                parts.append(_BREAK)
+            else:
+                _inline(child, parts)
+        if child.tail:
+            parts.append(child.tail)
+
+
+def _clean(text: str) -> str:
+    """Runs of spaces and line breaks become one space (no-break spaces, which French typography uses, stay)."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def _text(element: Any) -> str:
+    parts: list[str] = []
+    _inline(element, parts)
+    return _clean("".join(parts).replace(_BREAK, " "))
+
+
+def _lines(element: Any) -> list[str]:
+    """A paragraph's lines: ``<br>`` breaks a line (verse, addresses), other whitespace does not."""
+    parts: list[str] = []
+    _inline(element, parts)
+    return [line for line in (_clean(piece) for piece in "".join(parts).split(_BREAK)) if line]
+
+
+def _list_lines(element: Any, lines: list[str]) -> None:
+    """One line per item, the item's own text first, then the items of the lists nested in it."""
+    for item in element:
+        if _tag(item) not in ("li", "dt", "dd") or _dropped(item):
+            continue
+        nested = [child for child in item if _tag(child) in _LISTS and not _dropped(child)]
+        parts: list[str] = []
+        if item.text:
+            parts.append(item.text)
+        for child in item:
+            if child not in nested and not _dropped(child):
+                _inline(child, parts)
+            if child.tail:
+                parts.append(child.tail)
+        if text := _clean("".join(parts).replace(_BREAK, " ")):
+            lines.append(text)
+        for child in nested:
+            _list_lines(child, lines)
+
+
+def _table_lines(table: Any) -> list[str]:
+    """One line per row, its non-empty cells joined by `` | ``; the caption first."""
+    lines = []
+    for element in table.iter():
+        tag = _tag(element)
+        if tag == "caption" and (caption := _text(element)):
+            lines.append(caption)
+        elif tag == "tr" and element.getparent() is not None:
+            cells = [_text(cell) for cell in element if _tag(cell) in ("td", "th") and not _dropped(cell)]
+            if row := " | ".join(cell for cell in cells if cell):
+                lines.append(row)
+    return lines
+
+
+class _Walk:
+    """The article's blocks in document order, appendix sections skipped."""
+
+    def __init__(self, tables: bool):
+        self.tables = tables
+        self.blocks: list[str] = []
+        self.skip_level = 0  # inside an appendix section opened by a heading of this level (0: not)
+
+    def walk(self, element: Any) -> None:
+        for child in element:
+            if _dropped(child):
+                continue
+            tag = _tag(child)
+            if tag in _HEADINGS:
+                self.heading(int(tag[1]), _text(child))
+            elif self.skip_level:
+                if tag in _CONTAINERS:
+                    self.walk(child)
+            elif tag in _PARAGRAPHS:
+                self.add("\n".join(_lines(child)))
+            elif tag in _LISTS:
+                lines: list[str] = []
+                _list_lines(child, lines)
+                self.add("\n".join(lines))
+            elif tag == "table":
+                if self.tables and not (child.get("class") and "wikitable" not in child.get("class")):
+                    self.add("\n".join(_table_lines(child)))
+            elif tag in _CONTAINERS:
+                self.walk(child)
+
+    def heading(self, level: int, text: str) -> None:
+        if self.skip_level and level > self.skip_level:
+            return
+        self.skip_level = 0
+        if text.rstrip(" :\u00a0").casefold() in APPENDIX_SECTIONS:
+            self.skip_level = level
+        else:
+            self.add(text)
+
+    def add(self, block: str) -> None:
+        if block:
+            self.blocks.append(block)
+
+
+def _content_root(root: Any) -> Any:
+    found = root.xpath("//*[contains(concat(' ', normalize-space(@class), ' '), ' mw-parser-output ')]")
+    if found:
+        return found[0]
+    body = root.find(".//body")
+    return body if body is not None else root
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _category(href: str) -> str:
+    """``./Catégorie:Langue_à_ordre_libre#Esperanto`` -> ``Langue à ordre libre``."""
+    name = unquote(href.partition("#")[0]).rpartition("/")[2]
+    return name.partition(":")[2].replace("_", " ") if ":" in name else name.replace("_", " ")
+
+
+def _plain(markup: str | None) -> str | None:
+    """A title as text: Parsoid writes a display title's markup into ``<title>`` (``111<sup>e</sup> congrès``)."""
+    if not markup or "<" not in markup:
+        return markup or None
+    return _text(lxml_html.fragment_fromstring(markup, create_parent="span")) or None
+
+
+def _metadata(root: Any, html: str) -> dict[str, Any]:
+    """Page id, revision, title, URL, categories and date, from what each flavour of HTML carries."""
+    meta: dict[str, Any] = {"categories": []}
+
+    def head(xpath: str) -> str | None:
+        found = root.xpath(xpath)
+        return str(found[0]) if found else None
+
+    if (pageid := head("//meta[@property='mw:pageId']/@content")) is not None:  # Parsoid
+        meta["pageid"] = _int(pageid)
+        about = head("/html/@about") or ""
+        meta["revid"] = _int(about.rpartition("/revision/")[2]) if "/revision/" in about else None
+        title = head("//head/title/text()") or head("//meta[@property='mw:PageProp/displaytitle']/@content")
+        meta["title"] = _plain(title)
+        if url := head("//link[@rel='dc:isVersionOf']/@href"):
+            meta["url"] = f"https:{url}" if url.startswith("//") else url
+        meta["modified"] = head("//meta[@property='dc:modified']/@content")
+        meta["categories"] = [_category(href) for href in root.xpath("//link[@rel='mw:PageProp/Category']/@href")]
+    elif numbers := dict(_CONFIG_NUMBER.findall(html)):  # a whole page, as a browser saves it
+        meta["pageid"], meta["revid"] = _int(numbers.get("ArticleId")), _int(numbers.get("RevisionId"))
+        if title := _CONFIG_TITLE.search(html):
+            meta["title"] = json.loads(title[1])
+        if categories := _CONFIG_LIST.search(html):
+            meta["categories"] = [str(name) for name in json.loads(categories[1])]
+        meta["url"] = head("//link[@rel='canonical']/@href")
+    elif cache := _PARSER_CACHE.search(html):  # action=parse output: the parser cache's own comment
+        meta["wiki_lang"], meta["pageid"], meta["revid"] = cache[1], int(cache[2]), int(cache[3])
+    return meta
+
+
+def extract(html: str, *, tables: bool = False) -> WikiArticle:
+    """Either flavour: action=parse parser output (<div class="mw-parser-output">...) or Parsoid HTML."""
+    root = lxml_html.document_fromstring(html) if html.strip() else etree.Element("html")
+    content = _content_root(root)
+    walk = _Walk(tables)
+    walk.walk(content)
+    meta = _metadata(root, html)
+    lang = content.get("lang") or root.get("lang")
+    return WikiArticle(title=meta.get("title"), text="\n\n".join(walk.blocks), pageid=meta.get("pageid"),
+                       revid=meta.get("revid"), url=meta.get("url"), categories=meta["categories"],
+                       modified=meta.get("modified"), lang=lang or meta.get("wiki_lang"))
+
+
+def attribution(url: str) -> str:
+    """The attribution line CC BY-SA asks of whoever redistributes the text."""
+    return f"Wikipédia, l'encyclopédie libre, {url}, CC BY-SA 4.0"
+
+
+def article_document(article: WikiArticle, source: str, lang: str, fetched_at: datetime) -> dict[str, Any]:
+    """The overton document of one article; raise ValueError when it has no page id (its id is made of it, so
+    that an article crawled and the same article ingested from a file are one document)."""
+    if article.pageid is None:
+        raise ValueError("no page id in the HTML: its id would not be the article's")
+    url = article.url or f"https://{lang}.wikipedia.org/?curid={article.pageid}"
+    meta = {"pageid": article.pageid, "revid": article.revid, "categories": article.categories, "lang": lang,
+            "attribution": attribution(url)}
+    return {
+        "id": make_id(source, f"{lang}:{article.pageid}"),
+        "source": source,
+        "url": url,
+        "title": article.title,
+        "text": article.text,
+        "published_at": parse_timestamp(article.modified),
+        "fetched_at": fetched_at,
+        "speakers": None,
+        "kind": KIND,
+        "keywords": None,
+        "thematics": None,
+        "license": LICENSE,
+        "redistributable": True,
+        "content_sha256": text_sha256(article.text),
+        "meta": dump_meta({k: v for k, v in meta.items() if v not in (None, [])}),
+    }
+
+
+def words(text: str) -> list[str]:
+    """The word tokens the extraction is measured in: runs of letters and digits, casefolded, after NFKC
+    (so the superscript ``ᵉ`` of ``XXᵉ`` and the ``e`` of ``XX<sup>e</sup>`` are one word)."""
+    return re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).casefold())
+
+
+def word_f1(text: str, reference: str) -> float:
+    """Bag-of-words F1 of ``text`` against ``reference`` (each word counted as often as it occurs)."""
+    found, expected = Counter(words(text)), Counter(words(reference))
+    overlap = sum((found & expected).values())
+    if not overlap:
+        return 0.0
+    precision, recall = overlap / sum(found.values()), overlap / sum(expected.values())
+    return 2 * precision * recall / (precision + recall)
