@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 from lxml import html as lxml_html
@@ -47,7 +47,7 @@ _DROPPED_TAGS = frozenset({"script", "style", "link", "meta", "img", "figure", "
 #: Class names (or their prefixes) of the apparatus around the article's text.
 _DROPPED_CLASS = re.compile(
     r"(?:^|\s)(?:bandeau-|infobox|navbox|metadata|homonymie|hatnote|ambox|noprint|mw-editsection|reference"
-    r"|mw-references|mw-cite-backlink|need_ref|thumb|gallery|mw-gallery|toc|mw-empty-elt|geo-|coordinates"
+    r"|mw-references|mw-cite-backlink|need_ref_tag|thumb|gallery|mw-gallery|toc|mw-empty-elt|geo-|coordinates"
     r"|printfooter|catlinks|mwe-math-fallback|autres-projets|js-interprojets|mw-kartographer|sister-)")
 #: Appendix sections: from such a heading to the next heading of the same or a higher level, nothing is kept.
 APPENDIX_SECTIONS = frozenset({
@@ -55,6 +55,7 @@ APPENDIX_SECTIONS = frozenset({
     "voir aussi", "pour approfondir", "liens externes", "lien externe", "bibliographie", "annexes",
     "articles connexes", "article connexe",
 })
+_MATH_TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _BREAK = "\u2028"  # what <br> leaves in the text being gathered, until it is a line break or a space
 _PARSER_CACHE = re.compile(r"Saved in parser cache with key (\w+?)wiki:pcache:idhash:(\d+)-\S*\s+and\s+timestamp"
@@ -73,7 +74,7 @@ class WikiArticle:
     url: str | None
     categories: list[str] = field(default_factory=list)  # names without the "Catégorie:" prefix, where given
     modified: str | None = None  # ISO date of the revision where the HTML gives it (Parsoid dc:modified)
-    lang: str | None = None  # the content's lang attribute, where the HTML gives it
+    lang: str | None = None  # the wiki's language (its URL, its parser cache key), else the content's lang attribute
 
 
 def _tag(element: Any) -> str:
@@ -100,10 +101,18 @@ def _inline(element: Any, parts: list[str]) -> None:
         if not _dropped(child):
             if _tag(child) == "br":
                 parts.append(_BREAK)
+            elif _tag(child) == "math":
+                parts.append(_math(child))
             else:
                 _inline(child, parts)
         if child.tail:
             parts.append(child.tail)
+
+
+def _math(element: Any) -> str:
+    """A formula as the characters it shows: its MathML tokens end to end (the layout between them is
+    indentation, not space), the TeX annotation left out."""
+    return "".join("".join(token.itertext()) for token in element.iter() if _tag(token) in _MATH_TOKENS)
 
 
 def _clean(text: str) -> str:
@@ -203,10 +212,11 @@ class _Walk:
 
 
 def _content_root(root: Any) -> Any:
-    found = root.xpath("//*[contains(concat(' ', normalize-space(@class), ' '), ' mw-parser-output ')]")
-    if found:
-        return found[0]
-    body = root.find(".//body")
+    """The element that holds the article: the first ``mw-parser-output`` (it is near the top in every flavour)."""
+    for element in root.iter("div", "body", "main", "section"):
+        if "mw-parser-output" in (element.get("class") or "").split():
+            return element
+    body = root.find("body")
     return body if body is not None else root
 
 
@@ -257,6 +267,14 @@ def _metadata(root: Any, html: str) -> dict[str, Any]:
     return meta
 
 
+def _wiki_lang(meta: dict[str, Any]) -> str | None:
+    """The wiki's language (``fr`` of fr.wikipedia.org, of ``frwiki``): the page id is unique within it."""
+    host = urlsplit(meta.get("url") or "").hostname or ""
+    if host.endswith(".wikipedia.org"):
+        return host.partition(".")[0]
+    return meta.get("wiki_lang")
+
+
 def extract(html: str, *, tables: bool = False) -> WikiArticle:
     """Either flavour: action=parse parser output (<div class="mw-parser-output">...) or Parsoid HTML."""
     root = lxml_html.document_fromstring(html) if html.strip() else etree.Element("html")
@@ -264,10 +282,9 @@ def extract(html: str, *, tables: bool = False) -> WikiArticle:
     walk = _Walk(tables)
     walk.walk(content)
     meta = _metadata(root, html)
-    lang = content.get("lang") or root.get("lang")
     return WikiArticle(title=meta.get("title"), text="\n\n".join(walk.blocks), pageid=meta.get("pageid"),
                        revid=meta.get("revid"), url=meta.get("url"), categories=meta["categories"],
-                       modified=meta.get("modified"), lang=lang or meta.get("wiki_lang"))
+                       modified=meta.get("modified"), lang=_wiki_lang(meta) or content.get("lang") or root.get("lang"))
 
 
 def attribution(url: str) -> str:
