@@ -267,6 +267,15 @@ class WikipediaConfig(_Section):
     tables: bool = False
 
 
+class QuoraConfig(_Section):
+    """``overton crawl quora``: question pages, only with a permission and where robots.txt allows them."""
+
+    permission: str = ""
+    base_url: str = Field("https://fr.quora.com", pattern=r"^https?://[^/?#]+$")
+    start_urls: list[str] = []
+    max_pages: int = Field(100, ge=1)
+
+
 class CrawlConfig(_Section):
     user_agent: str = ""
     delay: float = Field(2.0, ge=0)
@@ -277,6 +286,7 @@ class CrawlConfig(_Section):
     vie_publique: ViePubliqueConfig = ViePubliqueConfig()
     web: WebConfig = WebConfig()
     wikipedia: WikipediaConfig = WikipediaConfig()
+    quora: QuoraConfig = QuoraConfig()
 
 
 _DAY = r"^(\d{4}-\d{2}-\d{2})?$"
@@ -693,6 +703,21 @@ max_pages = 0
 maxlag = 5
 # Keep the text of tables (as tab-separated rows) instead of dropping them.
 tables = false
+
+[crawl.quora]
+# Quora's terms of use forbid collecting its content, for AI training too, without a licence, and its
+# robots.txt closes question pages to crawlers it does not name. `overton crawl quora` refuses to run
+# until `permission` names the licence or agreement you hold (e.g. "Quora data licence 2025-014"), and
+# even then fetches only what robots.txt allows its User-Agent. Documents are not redistributable.
+permission = ""
+# The site (scheme and host, no path).
+base_url = "https://fr.quora.com"
+# Pages to start from, absolute on base_url's host or paths: question pages ("/Faut-il-voter-blanc"),
+# each fetched once, and topic pages ("/topic/Politique-française"), read every run for the question
+# links they list (the questions Quora loads later through its own API are not followed).
+start_urls = []
+# Question pages fetched per run at most; the rest waits for the next run.
+max_pages = 100
 
 [crawl.web]
 # Sites for the generic collector (`overton crawl web`): replace `sites = []` below with one
