@@ -701,7 +701,7 @@ max_pages = 0
 # Sent with every API request: the servers answer "come back later" when their replication lag is
 # above this many seconds (Wikimedia asks bots for 5).
 maxlag = 5
-# Keep the text of tables (as tab-separated rows) instead of dropping them.
+# Keep the text of tables (one row per line, cells separated by " | ") instead of dropping them.
 tables = false
 
 [crawl.quora]
