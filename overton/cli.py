@@ -51,6 +51,15 @@ def cmd_init(args) -> int:
     return EXIT_OK
 
 
+def _titles(path: str) -> list[str]:
+    """The lines of a ``--titles`` file, blank ones skipped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--titles {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+
+
 def cmd_ingest(args) -> int:
     from overton.spiders.ingest import ingest, parse_field_map
 
@@ -75,6 +84,8 @@ def cmd_ingest(args) -> int:
             on_refusal=show,
             profile=args.profile,
             split=args.split,
+            titles=_titles(args.titles) if args.titles else None,
+            categories=[name for name in args.categories.split(",") if name.strip()] if args.categories else None,
         )
         record.data.update(source=args.source, profile=report.profile, run_id=report.run_id, files=report.files,
                            imported=report.imported, refused=report.refused_count, duplicates=report.duplicates,
@@ -271,15 +282,22 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("dir")
 
     sub = command("ingest", cmd_ingest,
-                  "import your own files (jsonl, json, gptj, csv, parquet, text, lines, tei) into raw/")
+                  "import your own files (jsonl, json, gptj, csv, parquet, text, lines, tei, Wikipedia article "
+                  "HTML and dumps) into raw/")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
-    sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei"],
+    sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei",
+                                          "wikipedia-html", "wikipedia-dump"],
                      help="input format (default: from each file's extension)")
     sub.add_argument("--split", choices=["line", "block"], default="line",
                      help="with --format lines: one document per line (default) or per block of lines between "
                      "blank lines")
     sub.add_argument("--encoding", default="utf-8", help="encoding of plain text files, text or lines (default utf-8)")
+    sub.add_argument("--titles", metavar="FILE",
+                     help="with --format wikipedia-dump: import only the articles whose title is a line of FILE")
+    sub.add_argument("--categories", metavar="A,B",
+                     help="with --format wikipedia-dump: import only the articles in one of these categories (their "
+                     "own categories: a dump has no category tree, so subcategories count only if listed)")
     sub.add_argument("--field", action="append", metavar="FIELD=COLUMN",
                      help="read schema FIELD from input COLUMN, e.g. --field keywords=topics (repeatable)")
     sub.add_argument("--license", help="SPDX id or LicenseRef-... for records that carry no licence")

@@ -1,9 +1,11 @@
-"""Readers for the files users bring: JSON Lines, JSON, the GPTJ-Overton dump, CSV, Parquet, text, lines, TEI.
+"""Readers for the files users bring: JSON Lines, JSON, the GPTJ-Overton dump, CSV, Parquet, text, lines, TEI,
+Wikipedia article HTML and Wikimedia Enterprise HTML dumps.
 
-Each reader yields :class:`Record` (a dict of fields and where it came from), :class:`Refusal` (what
-could not be read, where and why) or :class:`Empty` (a line that holds no document) and never stops at
-the first bad line. Inputs are read as streams (ijson, lxml's iterparse, line by line), so a 1 GB dump
-costs the memory of one record, not of the file.
+Each reader yields :class:`Record` (a dict of fields and where it came from), :class:`Article` (a
+Wikipedia article, made into its document by :func:`~overton.spiders.wikipedia_html.article_document`),
+:class:`Refusal` (what could not be read, where and why) or :class:`Empty` (a line that holds no document)
+and never stops at the first bad line. Inputs are read as streams (ijson, lxml's iterparse, line by line,
+tarfile's streaming mode), so a 1 GB dump costs the memory of one record, not of the file.
 
 Formats that make one document per file or per line (text, tei, lines) take the document's key from
 the file's ``key``: its path relative to the common folder of the inputs, without extension.
@@ -26,17 +28,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from overton.spiders import tei
+from overton.spiders.wikipedia_dump import EVERY_ARTICLE, Selection, is_archive, looks_like_dump, read_dump
+from overton.spiders.wikipedia_html import WikiArticle, extract
 
-FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei")
+FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei", "wikipedia-html", "wikipedia-dump")
 SPLITS = ("line", "block")
 #: The profile of the formats that hold one kind of text, a source's own export: what an ingest of them is
 #: judged by unless ``--profile`` says otherwise (every other format: the default profile).
-PROFILES = {"gptj": "speech"}
+PROFILES = {"gptj": "speech", "wikipedia-html": "encyclopedia", "wikipedia-dump": "encyclopedia"}
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
     ".parquet": "parquet", ".txt": "text", ".md": "text", ".xml": "tei",
 }
 _SNIFF = 8192
+#: What only MediaWiki writes near the top of an article's HTML: the parser output's class, Parsoid's page id
+#: and a saved page's generator tag.
+_MEDIAWIKI_MARKERS = re.compile(rb'mw-parser-output|property="mw:pageId"|content="MediaWiki ')
+_HTML_SNIFF = 65536
 _BOM = b"\xef\xbb\xbf"
 _XML_POSITION = re.compile(r", line \d+, column (\d+)$")  # libxml2's own, the line is reported separately
 
@@ -63,14 +71,32 @@ class Empty:
     where: str
 
 
+@dataclass
+class Article:
+    """A Wikipedia article (``wikipedia-html``, ``wikipedia-dump``), whose document is made by
+    :func:`~overton.spiders.wikipedia_html.article_document`: the same as the collector's for the same article."""
+
+    where: str
+    article: WikiArticle
+
+
 def detect_format(path: Path) -> str | None:
     """Format from the extension, then from the content where one extension covers two formats.
 
     A ``.json`` file whose first object has a ``speechs`` key is the GPTJ-Overton dump (the key is
     looked for in the stream, never by loading the file); any other ``.json`` is ``json``. An ``.xml``
-    file is TEI unless its root element is readable and is something else.
+    file is TEI unless its root element is readable and is something else. An ``.html`` file is a Wikipedia
+    article only when MediaWiki's own markers are near its top (any other page: pass ``--format``); a
+    ``.tar.gz``, ``.ndjson`` or ``.jsonl`` whose first line is a Wikimedia Enterprise article is that dump.
     """
+    if is_archive(path):
+        return "wikipedia-dump" if looks_like_dump(path) else None
+    if path.suffix.lower() in (".html", ".htm"):
+        with open(path, "rb") as handle:
+            return "wikipedia-html" if _MEDIAWIKI_MARKERS.search(handle.read(_HTML_SNIFF)) else None
     fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt == "jsonl" and looks_like_dump(path):
+        return "wikipedia-dump"
     if fmt == "json" and _json_start(path) == b"{" and _is_gptj_dump(path):
         return "gptj"
     if fmt == "tei" and tei.root_name(path) not in (None, *tei.ROOTS):
@@ -296,13 +322,43 @@ def read_tei(path: Path, key: str) -> Iterator[Record | Refusal]:
     yield Record(str(path), fields)
 
 
-def read(path: Path, fmt: str, key: str, encoding: str = "utf-8", split: str = "line") -> Iterator[
-        Record | Refusal | Empty]:
-    """Read ``path`` as ``fmt``; ``key`` names the file in the ids of one-document-per-file or -line formats."""
-    if fmt != "parquet" and (refusal := _binary_refusal(path)) is not None:
+def read_wikipedia_html(path: Path, tables: bool) -> Iterator[Article | Refusal]:
+    """One article per file: parser output, Parsoid HTML or a whole page saved from a browser."""
+    data = path.read_bytes()
+    if (error := _utf8_error(data)) is not None:
+        yield Refusal(str(path), error)
+        return
+    article = extract(data.decode("utf-8"), tables=tables)
+    if not article.text:
+        yield Refusal(str(path), "no article text in this HTML (a redirect, an empty page, or not a MediaWiki page)")
+    else:
+        yield Article(str(path), article)
+
+
+def read_wikipedia_dump(path: Path, tables: bool, selection: Selection) -> Iterator[Article | Refusal]:
+    """A Wikimedia Enterprise HTML dump (see :mod:`overton.spiders.wikipedia_dump`)."""
+    for where, found in read_dump(path, tables, selection):
+        if isinstance(found, str):
+            yield Refusal(where, found)
+        elif not found.text:
+            yield Refusal(where, f"no article text in the HTML of {found.title!r}")
+        else:
+            yield Article(where, found)
+
+
+def read(path: Path, fmt: str, key: str, encoding: str = "utf-8", split: str = "line", tables: bool = False,
+         selection: Selection = EVERY_ARTICLE) -> Iterator[Record | Article | Refusal | Empty]:
+    """Read ``path`` as ``fmt``; ``key`` names the file in the ids of one-document-per-file or -line formats;
+    ``tables`` and ``selection`` are what to keep of Wikipedia articles and which articles of a dump."""
+    binary = fmt == "parquet" or (fmt == "wikipedia-dump" and is_archive(path))
+    if not binary and (refusal := _binary_refusal(path)) is not None:
         yield refusal
         return
-    if fmt == "text":
+    if fmt == "wikipedia-html":
+        yield from read_wikipedia_html(path, tables)
+    elif fmt == "wikipedia-dump":
+        yield from read_wikipedia_dump(path, tables, selection)
+    elif fmt == "text":
         yield from read_text(path, key, encoding)
     elif fmt == "lines":
         yield from read_lines(path, key, encoding, split)

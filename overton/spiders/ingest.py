@@ -21,8 +21,10 @@ from overton.corpus.config import DEFAULT_PROFILE
 from overton.corpus.errors import UserError
 from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
 from overton.corpus.workspace import Workspace
-from overton.spiders.formats import FORMATS, PROFILES, SPLITS, Empty, Refusal, detect_format, read
+from overton.spiders.formats import FORMATS, PROFILES, SPLITS, Article, Empty, Refusal, detect_format, read
 from overton.spiders.raw import RawRunWriter
+from overton.spiders.wikipedia_dump import Selection
+from overton.spiders.wikipedia_html import DEFAULT_LANG, article_document
 
 #: Where each schema field is looked for in an input record, first match wins (``--field`` overrides).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -222,11 +224,14 @@ def ingest(
     on_refusal: Callable[[Refusal], None] | None = None,
     profile: str | None = None,
     split: str = "line",
+    titles: list[str] | None = None,
+    categories: list[str] | None = None,
 ) -> IngestReport:
     """Import ``paths`` as one raw run of ``source``, to be judged by ``profile`` (None: the profile of their
     format when all have one that holds one kind of text, else the default); nothing is written if nothing is
-    importable."""
-    profiles = workspace.config().profiles
+    importable. ``titles`` and ``categories`` select the articles of a Wikipedia dump."""
+    config = workspace.config()
+    profiles = config.profiles
     if profile is None:
         formats = {fmt or detect_format(path) for path in paths if path.is_file()}
         profile = PROFILES.get(formats.pop(), DEFAULT_PROFILE) if len(formats) == 1 else DEFAULT_PROFILE
@@ -243,12 +248,15 @@ def ingest(
         raise UserError("--encoding applies to plain text files only: pass --format text or --format lines")
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    if (titles is not None or categories is not None) and fmt != "wikipedia-dump":
+        raise UserError("--titles and --categories apply to --format wikipedia-dump only")
     if split != "line" and fmt != "lines":
         raise UserError("--split applies to --format lines only")
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
     field_map = dict(field_map or {})
+    selection = Selection.of(titles, categories)
     report = IngestReport(source=source, profile=profile)
     fetched_at = datetime.now(UTC)
     writer = RawRunWriter(workspace, source, "ingest", profile)
@@ -266,7 +274,7 @@ def ingest(
                 if file_format is None:
                     refuse(Refusal(str(path), "unknown file type: pass --format"))
                     continue
-                for item in read(path, file_format, key, encoding, split):
+                for item in read(path, file_format, key, encoding, split, config.crawl.wikipedia.tables, selection):
                     if isinstance(item, Empty):
                         report.empty += 1
                         continue
@@ -274,7 +282,11 @@ def ingest(
                         refuse(item)
                         continue
                     try:
-                        row = to_document(item.fields, source, fetched_at, field_map, default_license)
+                        if isinstance(item, Article):
+                            lang = item.article.lang or DEFAULT_LANG
+                            row = article_document(item.article, source, lang, fetched_at)
+                        else:
+                            row = to_document(item.fields, source, fetched_at, field_map, default_license)
                     except ValueError as exc:
                         refuse(Refusal(item.where, str(exc)))
                         continue

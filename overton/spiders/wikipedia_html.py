@@ -296,7 +296,8 @@ def article_document(article: WikiArticle, source: str, lang: str, fetched_at: d
     """The overton document of one article; raise ValueError when it has no page id (its id is made of it, so
     that an article crawled and the same article ingested from a file are one document)."""
     if article.pageid is None:
-        raise ValueError("no page id in the HTML: its id would not be the article's")
+        raise ValueError("no page id in the HTML (Parsoid's mw:pageId, action=parse's parser cache comment or a "
+                         "saved page's wgArticleId): a document's id is its page id")
     url = article.url or f"https://{lang}.wikipedia.org/?curid={article.pageid}"
     meta = {"pageid": article.pageid, "revid": article.revid, "categories": article.categories, "lang": lang,
             "attribution": attribution(url)}
