@@ -38,8 +38,9 @@ _logger = logging.getLogger(__name__)
 def spiders() -> dict[str, type]:
     from overton.spiders.collectors.viepublique import ViePubliqueSpider
     from overton.spiders.collectors.web import WebSpider
+    from overton.spiders.collectors.wikipedia import WikipediaSpider
 
-    return {spider.name: spider for spider in (ViePubliqueSpider, WebSpider)}
+    return {spider.name: spider for spider in (ViePubliqueSpider, WebSpider, WikipediaSpider)}
 
 
 @dataclass
