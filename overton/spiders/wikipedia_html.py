@@ -56,6 +56,9 @@ APPENDIX_SECTIONS = frozenset({
     "articles connexes", "article connexe",
 })
 _MATH_TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
+#: Links to edit the page or the data a table is drawn from ("[modifier]" in a caption), and what they leave.
+_EDIT_LINK = re.compile(r"[?&]action=edit|[?&]veaction=edit|/Module:Donn|:EditPage/")
+_EMPTY_BRACKETS = re.compile(r"\s*\[[\s\u200a]*\]")
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _BREAK = "\u2028"  # what <br> leaves in the text being gathered, until it is a line break or a space
 _PARSER_CACHE = re.compile(r"Saved in parser cache with key (\w+?)wiki:pcache:idhash:(\d+)-\S*\s+and\s+timestamp"
@@ -90,6 +93,8 @@ def _dropped(element: Any) -> bool:
     classes = element.get("class")
     if classes and _DROPPED_CLASS.search(classes):
         return True
+    if tag == "a" and _EDIT_LINK.search(href := element.get("href") or "") and "redlink=1" not in href:
+        return True  # a red link (an article not yet written) also points to the editor, but is text
     return tag == "span" and element.get("typeof") == "mw:Nowiki" and not element.text
 
 
@@ -110,9 +115,24 @@ def _inline(element: Any, parts: list[str]) -> None:
 
 
 def _math(element: Any) -> str:
-    """A formula as the characters it shows: its MathML tokens end to end (the layout between them is
-    indentation, not space), the TeX annotation left out."""
-    return "".join("".join(token.itertext()) for token in element.iter() if _tag(token) in _MATH_TOKENS)
+    """A formula as the characters it shows, written on one line: tokens end to end (the whitespace between
+    MathML elements is indentation, not space), a fraction as ``(a)/(b)``, a root as ``√(x)``, the limits under
+    or over an operator after it (``lim h→0``); the TeX annotation is left out."""
+    tag = _tag(element)
+    if tag in _MATH_TOKENS:
+        return "".join(element.itertext())
+    if tag in ("annotation", "annotation-xml") or not tag:
+        return ""
+    parts = [_math(child) for child in element]
+    if tag == "mfrac" and len(parts) == 2:
+        return "/".join(part if len(part) == 1 or part.isalnum() else f"({part})" for part in parts)
+    if tag in ("msqrt", "mroot"):
+        return f"√({parts[0]})" if tag == "mroot" else f"√({''.join(parts)})"
+    if tag in ("munder", "mover", "munderover"):
+        return " ".join(part for part in parts if part) + " "
+    if tag == "mspace":
+        return " "
+    return "".join(parts)
 
 
 def _clean(text: str) -> str:
@@ -158,7 +178,7 @@ def _table_lines(table: Any) -> list[str]:
     lines = []
     for element in table.iter():
         tag = _tag(element)
-        if tag == "caption" and (caption := _text(element)):
+        if tag == "caption" and (caption := _EMPTY_BRACKETS.sub("", _text(element))):
             lines.append(caption)
         elif tag == "tr" and element.getparent() is not None:
             cells = [_text(cell) for cell in element if _tag(cell) in ("td", "th") and not _dropped(cell)]
