@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lxml import etree
-from lxml import html as lxml_html
 
 from overton.corpus.schema import dump_meta, make_id, parse_timestamp, text_sha256
 
@@ -254,34 +253,46 @@ def _plain(markup: str | None) -> str | None:
     """A title as text: Parsoid writes a display title's markup into ``<title>`` (``111<sup>e</sup> congrès``)."""
     if not markup or "<" not in markup:
         return markup or None
-    return _text(lxml_html.fragment_fromstring(markup, create_parent="span")) or None
+    return _text(_parse(f"<span>{markup}</span>").find("body/span")) or None
+
+
+def _parse(html: str) -> Any:
+    """The document's tree. Comments (what is needed of them is read from the text) and ids are not kept: a
+    quarter faster (measured on the 33 real articles). One parser per call: an lxml parser is not to be shared
+    between threads."""
+    parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True, collect_ids=False)
+    root = etree.fromstring(html.encode("utf-8"), parser) if html.strip() else None
+    return root if root is not None else etree.Element("html")
 
 
 def _metadata(root: Any, html: str) -> dict[str, Any]:
     """Page id, revision, title, URL, categories and date, from what each flavour of HTML carries."""
     meta: dict[str, Any] = {"categories": []}
 
-    def head(xpath: str) -> str | None:
-        found = root.xpath(xpath)
-        return str(found[0]) if found else None
-
-    if (pageid := head("//meta[@property='mw:pageId']/@content")) is not None:  # Parsoid
+    head = root.find("head")
+    properties, links = {}, {}
+    for element in head.iter("meta", "link") if head is not None else ():
+        if element.tag == "meta" and element.get("property"):
+            properties.setdefault(element.get("property"), element.get("content"))
+        elif element.tag == "link" and element.get("rel"):
+            links.setdefault(element.get("rel"), element.get("href"))
+    if (pageid := properties.get("mw:pageId")) is not None:  # Parsoid
         meta["pageid"] = _int(pageid)
-        about = head("/html/@about") or ""
+        about = root.get("about") or ""
         meta["revid"] = _int(about.rpartition("/revision/")[2]) if "/revision/" in about else None
-        title = head("//head/title/text()") or head("//meta[@property='mw:PageProp/displaytitle']/@content")
-        meta["title"] = _plain(title)
-        if url := head("//link[@rel='dc:isVersionOf']/@href"):
+        meta["title"] = _plain(head.findtext("title") or properties.get("mw:PageProp/displaytitle"))
+        if url := links.get("dc:isVersionOf"):
             meta["url"] = f"https:{url}" if url.startswith("//") else url
-        meta["modified"] = head("//meta[@property='dc:modified']/@content")
-        meta["categories"] = [_category(href) for href in root.xpath("//link[@rel='mw:PageProp/Category']/@href")]
+        meta["modified"] = properties.get("dc:modified")
+        meta["categories"] = [_category(link.get("href") or "") for link in root.iter("link")
+                              if link.get("rel") == "mw:PageProp/Category"]
     elif numbers := dict(_CONFIG_NUMBER.findall(html)):  # a whole page, as a browser saves it
         meta["pageid"], meta["revid"] = _int(numbers.get("ArticleId")), _int(numbers.get("RevisionId"))
         if title := _CONFIG_TITLE.search(html):
             meta["title"] = json.loads(title[1])
         if categories := _CONFIG_LIST.search(html):
             meta["categories"] = [str(name) for name in json.loads(categories[1])]
-        meta["url"] = head("//link[@rel='canonical']/@href")
+        meta["url"] = links.get("canonical")
     elif cache := _PARSER_CACHE.search(html):  # action=parse output: the parser cache's own comment
         meta["wiki_lang"], meta["pageid"], meta["revid"] = cache[1], int(cache[2]), int(cache[3])
     return meta
@@ -297,7 +308,7 @@ def _wiki_lang(meta: dict[str, Any]) -> str | None:
 
 def extract(html: str, *, tables: bool = False) -> WikiArticle:
     """Either flavour: action=parse parser output (<div class="mw-parser-output">...) or Parsoid HTML."""
-    root = lxml_html.document_fromstring(html) if html.strip() else etree.Element("html")
+    root = _parse(html)
     content = _content_root(root)
     walk = _Walk(tables)
     walk.walk(content)
