@@ -251,3 +251,9 @@ def test_robots_txt_refusing_the_api_and_a_misspelt_category_fail_the_run(ws: Wo
     done = crawl(ws)
     assert done.returncode == 1 and "category 'Sciense politique' has no member" in done.stderr
     assert [d["id"] for d in raw_documents(ws)] == ["wikipedia:fr:501"]  # what was found is kept
+
+    # every run resumes from the seen-store: Scrapy's request queue would hold requests of a past listing
+    wiki.calls.clear()
+    done = subprocess.run([sys.executable, "-m", "overton", "crawl", "wikipedia", "-w", str(ws.root), "--resumable"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "has no use for --resumable" in done.stderr and wiki.calls == []

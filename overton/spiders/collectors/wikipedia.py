@@ -32,6 +32,9 @@ a run has listed every category without error: in the run record (stats ``overto
 state ``removed``; ``listed again`` if it comes back). Nothing is deleted from ``raw/`` or datasets. Its
 seen entry stays, so a page that comes back unchanged is not fetched again.
 
+A run stopped or killed is resumed by the next one, without ``--resumable`` (which is refused): it lists
+the categories again and fetches only what no committed batch holds.
+
 Documents are CC BY-SA 4.0 (``redistributable``: yes, with attribution and under the same licence; each
 carries its URL and an attribution line in ``meta``) and are judged by the ``encyclopedia`` profile.
 
@@ -128,6 +131,9 @@ class WikipediaSpider(OvertonSpider):
 
     @classmethod
     def update_settings(cls, settings) -> None:
+        if settings.get("JOBDIR"):
+            raise UserError("overton crawl wikipedia has no use for --resumable: every run lists the categories "
+                            "again and fetches only what is not committed yet; run it without --resumable")
         super().update_settings(settings)
         middlewares = dict(settings.getdict("DOWNLOADER_MIDDLEWARES"))
         middlewares.update({f"{RetryAfterMiddleware.__module__}.{RetryAfterMiddleware.__name__}": None,
