@@ -148,7 +148,7 @@ class Wiki:
         page = next((p for p in self.pages.values() if p.revid == revid), None)
         if page is None or page.gone:
             return api_error("nosuchrevid", f"There is no revision with ID {revid}.")
-        parsed = {"title": page.title, "pageid": page.pageid, "revid": revid, "displaytitle": page.title,
+        parsed = {"title": page.title, "pageid": page.pageid, "revid": revid,
                   "text": page.html(revid),
                   "categories": [{"sortkey": "", "category": c, "hidden": False} for c in page.categories]
                   + [{"sortkey": "", "category": "Article_à_référence_nécessaire", "hidden": True}]}

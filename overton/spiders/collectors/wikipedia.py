@@ -12,10 +12,11 @@ Each run makes three kinds of request to ``[crawl.wikipedia] api_url``, one at a
    50 page ids a request (the limit for clients without bot rights): each page's ``lastrevid``, URL and
    revision time. A page whose ``lastrevid`` is the one in the seen-store is not fetched again; missing
    pages and redirects are counted and skipped.
-3. **parse**: ``action=parse&oldid=<lastrevid>&prop=text|revid|categories|displaytitle`` for each new or
-   changed article (at most ``max_pages`` a run, the rest counted as deferred): the parser's HTML, read by
-   :func:`overton.spiders.wikipedia_html.extract`. ``oldid`` rather than ``pageid`` makes the document
-   exactly the revision whose id and time the info request gave and the seen-store records. A page
+3. **parse**: ``action=parse&oldid=<lastrevid>&prop=text|revid|categories`` (no edit links, no limit
+   report) for each new or changed article (at most ``max_pages`` a run, the rest counted as deferred): the
+   parser's HTML, read by :func:`overton.spiders.wikipedia_html.extract`. ``oldid`` rather than ``pageid``
+   makes the document exactly the revision whose id and time the info request gave and the seen-store
+   records; the plain ``title`` rather than ``displaytitle``, which may hold markup. A page
    deleted since it was listed (``missingtitle``, ``nosuchpageid``, ``nosuchrevid``) is counted, not an
    error. Title, page id, revision, URL and visible categories come from the API, not the HTML.
 
@@ -338,7 +339,7 @@ class WikipediaSpider(OvertonSpider):
             stats.inc_value("overton/pages_requested")
             revision = (page.get("revisions") or [{}])[0]
             yield scrapy.Request(
-                self._api(action="parse", oldid=revid, prop="text|revid|categories|displaytitle",
+                self._api(action="parse", oldid=revid, prop="text|revid|categories",
                           disableeditsection="1", disablelimitreport="1"),
                 callback=self.parse_article, errback=self.request_failed,
                 cb_kwargs={"key": key, "url": page.get("fullurl"), "modified": revision.get("timestamp")})
