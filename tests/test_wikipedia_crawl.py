@@ -21,6 +21,7 @@ import pytest
 
 from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
+from overton.spiders.collectors.wikipedia import _category_name
 from overton.spiders.seen import SeenStore
 from tests.conftest import french_text
 from tests.sites import Reply, Site
@@ -257,3 +258,10 @@ def test_robots_txt_refusing_the_api_and_a_misspelt_category_fail_the_run(ws: Wo
     done = subprocess.run([sys.executable, "-m", "overton", "crawl", "wikipedia", "-w", str(ws.root), "--resumable"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "has no use for --resumable" in done.stderr and wiki.calls == []
+
+
+def test_category_names_are_normalised_as_mediawiki_does():
+    assert [_category_name(n) for n in ("science_politique", "Catégorie:Politique en France", "Élection : résultats",
+                                        "category: élections_en_France")] == [
+        "Science politique", "Politique en France", "Élection : résultats", "Élections en France"]
+    assert _category_name("Catégorie:Élection : résultats", listed=True) == "Élection : résultats"

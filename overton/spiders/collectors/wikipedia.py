@@ -54,6 +54,7 @@ import dataclasses
 import heapq
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,7 @@ REMOVED = "wikipedia.removed"
 INFO_BATCH = 50  # page ids per prop=info|revisions request: the API's limit without apihighlimits
 _MISSING = frozenset({"missingtitle", "nosuchpageid", "nosuchrevid"})
 _ARTICLES, _CATEGORIES = 0, 14  # namespaces
+_PREFIX = re.compile(r"^\s*(category|catégorie)\s*:", re.IGNORECASE)
 
 
 def _api_error(body: bytes) -> str | None:
@@ -87,12 +89,14 @@ def _api_error(body: bytes) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-def _category_name(name: str) -> str:
-    """``Catégorie:Science_politique`` or ``science politique`` -> ``Science politique`` (MediaWiki's title
-    normalisation: underscores are spaces, the first letter is upper case)."""
-    name = name.partition(":")[2] if ":" in name else name
-    name = " ".join(name.replace("_", " ").split())
-    return name[:1].upper() + name[1:]
+def _category_name(title: str, *, listed: bool = False) -> str:
+    """A category's name as MediaWiki normalises it (underscores are spaces, the first letter upper case),
+    without its namespace: ``science_politique`` -> ``Science politique``. A ``listed`` title always has
+    the namespace (``Catégorie:Science politique``); a configured name may (``Category:`` or ``Catégorie:``);
+    names themselves may hold colons (``Élection : résultats``)."""
+    title = title.partition(":")[2] if listed else _PREFIX.sub("", title)
+    title = " ".join(title.replace("_", " ").split())
+    return title[:1].upper() + title[1:]
 
 
 class MaxlagRetryMiddleware(RetryAfterMiddleware):
@@ -244,7 +248,7 @@ class WikipediaSpider(OvertonSpider):
             if member.get("ns") == _ARTICLES:
                 self.articles.add(member["pageid"])
             elif member.get("ns") == _CATEGORIES and depth > 0:
-                self._enqueue(_category_name(member["title"]), depth - 1)
+                self._enqueue(_category_name(member["title"], listed=True), depth - 1)
         found += len(members)
         if "continue" in data:
             yield self._listing_request(name, depth, data["continue"], found)
