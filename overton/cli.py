@@ -283,11 +283,11 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("ingest", cmd_ingest,
                   "import your own files (jsonl, json, gptj, csv, parquet, text, lines, tei, Wikipedia article "
-                  "HTML and dumps) into raw/")
+                  "HTML and dumps, saved Quora question pages) into raw/")
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--source", required=True, help="source name: raw/<source>/ and the id prefix <source>:")
     sub.add_argument("--format", choices=["jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei",
-                                          "wikipedia-html", "wikipedia-dump"],
+                                          "wikipedia-html", "wikipedia-dump", "quora-html"],
                      help="input format (default: from each file's extension)")
     sub.add_argument("--split", choices=["line", "block"], default="line",
                      help="with --format lines: one document per line (default) or per block of lines between "

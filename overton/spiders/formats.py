@@ -1,5 +1,5 @@
 """Readers for the files users bring: JSON Lines, JSON, the GPTJ-Overton dump, CSV, Parquet, text, lines, TEI,
-Wikipedia article HTML and Wikimedia Enterprise HTML dumps.
+Wikipedia article HTML, Wikimedia Enterprise HTML dumps and saved Quora question pages.
 
 Each reader yields :class:`Record` (a dict of fields and where it came from), :class:`Article` (a
 Wikipedia article, made into its document by :func:`~overton.spiders.wikipedia_html.article_document`),
@@ -27,15 +27,16 @@ import ijson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from overton.spiders import tei
+from overton.spiders import quora_html, tei
 from overton.spiders.wikipedia_dump import EVERY_ARTICLE, Selection, is_archive, looks_like_dump, read_dump
 from overton.spiders.wikipedia_html import WikiArticle, extract
 
-FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei", "wikipedia-html", "wikipedia-dump")
+FORMATS = ("jsonl", "json", "gptj", "csv", "parquet", "text", "lines", "tei", "wikipedia-html", "wikipedia-dump",
+           "quora-html")
 SPLITS = ("line", "block")
 #: The profile of the formats that hold one kind of text, a source's own export: what an ingest of them is
 #: judged by unless ``--profile`` says otherwise (every other format: the default profile).
-PROFILES = {"gptj": "speech", "wikipedia-html": "encyclopedia", "wikipedia-dump": "encyclopedia"}
+PROFILES = {"gptj": "speech", "wikipedia-html": "encyclopedia", "wikipedia-dump": "encyclopedia", "quora-html": "qa"}
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
     ".parquet": "parquet", ".txt": "text", ".md": "text", ".xml": "tei",
@@ -346,10 +347,30 @@ def read_wikipedia_dump(path: Path, tables: bool, selection: Selection) -> Itera
             yield Article(where, found)
 
 
+def read_quora_html(path: Path, source: str, pseudonyms: quora_html.Pseudonyms) -> Iterator[Record | Refusal]:
+    """A Quora question page saved by the user: its question, then each answer (:mod:`overton.spiders.quora_html`)."""
+    try:
+        page = quora_html.parse(path.read_bytes())
+    except quora_html.NotQuestionPage as exc:
+        yield Refusal(str(path), str(exc))
+        return
+    if not quora_html.is_quora(page.url):
+        yield Refusal(str(path), f"not a Quora page: its address is {page.url}")
+        return
+    question, answers = quora_html.documents(page, source, pseudonyms)
+    yield Record(f"{path}#question", question)
+    for position, why in page.skipped:
+        yield Refusal(f"{path}#answer-{position}", why)
+    for answer in answers:
+        yield Record(f"{path}#answer-{answer['meta']['position']}", answer)
+
+
 def read(path: Path, fmt: str, key: str, encoding: str = "utf-8", split: str = "line", tables: bool = False,
-         selection: Selection = EVERY_ARTICLE) -> Iterator[Record | Article | Refusal | Empty]:
+         selection: Selection = EVERY_ARTICLE, source: str = "", pseudonyms: quora_html.Pseudonyms | None = None,
+         ) -> Iterator[Record | Article | Refusal | Empty]:
     """Read ``path`` as ``fmt``; ``key`` names the file in the ids of one-document-per-file or -line formats;
-    ``tables`` and ``selection`` are what to keep of Wikipedia articles and which articles of a dump."""
+    ``tables`` and ``selection`` are what to keep of Wikipedia articles and which articles of a dump; ``source``
+    and ``pseudonyms`` make the ids and author pseudonyms of Quora pages."""
     binary = fmt == "parquet" or (fmt == "wikipedia-dump" and is_archive(path))
     if not binary and (refusal := _binary_refusal(path)) is not None:
         yield refusal
@@ -358,6 +379,10 @@ def read(path: Path, fmt: str, key: str, encoding: str = "utf-8", split: str = "
         yield from read_wikipedia_html(path, tables)
     elif fmt == "wikipedia-dump":
         yield from read_wikipedia_dump(path, tables, selection)
+    elif fmt == "quora-html":
+        if pseudonyms is None:
+            raise ValueError("reading quora-html needs the workspace's pseudonyms")
+        yield from read_quora_html(path, source, pseudonyms)
     elif fmt == "text":
         yield from read_text(path, key, encoding)
     elif fmt == "lines":

@@ -22,6 +22,7 @@ from overton.corpus.errors import UserError
 from overton.corpus.schema import check_source_name, dump_meta, make_id, parse_timestamp, text_sha256
 from overton.corpus.workspace import Workspace
 from overton.spiders.formats import FORMATS, PROFILES, SPLITS, Article, Empty, Refusal, detect_format, read
+from overton.spiders.quora_html import Pseudonyms
 from overton.spiders.raw import RawRunWriter
 from overton.spiders.wikipedia_dump import Selection
 from overton.spiders.wikipedia_html import DEFAULT_LANG, article_document
@@ -257,6 +258,7 @@ def ingest(
             raise UserError(f"{path}: no such file")
     field_map = dict(field_map or {})
     selection = Selection.of(titles, categories)
+    pseudonyms = Pseudonyms(workspace.state)  # its secret is made when a Quora page first needs it
     report = IngestReport(source=source, profile=profile)
     fetched_at = datetime.now(UTC)
     writer = RawRunWriter(workspace, source, "ingest", profile)
@@ -274,7 +276,8 @@ def ingest(
                 if file_format is None:
                     refuse(Refusal(str(path), "unknown file type: pass --format"))
                     continue
-                for item in read(path, file_format, key, encoding, split, config.crawl.wikipedia.tables, selection):
+                for item in read(path, file_format, key, encoding, split, config.crawl.wikipedia.tables, selection,
+                                 source, pseudonyms):
                     if isinstance(item, Empty):
                         report.empty += 1
                         continue
