@@ -36,11 +36,12 @@ _logger = logging.getLogger(__name__)
 
 
 def spiders() -> dict[str, type]:
+    from overton.spiders.collectors.quora import QuoraSpider
     from overton.spiders.collectors.viepublique import ViePubliqueSpider
     from overton.spiders.collectors.web import WebSpider
     from overton.spiders.collectors.wikipedia import WikipediaSpider
 
-    return {spider.name: spider for spider in (ViePubliqueSpider, WebSpider, WikipediaSpider)}
+    return {spider.name: spider for spider in (ViePubliqueSpider, WebSpider, WikipediaSpider, QuoraSpider)}
 
 
 @dataclass
