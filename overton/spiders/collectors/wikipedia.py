@@ -21,7 +21,16 @@ Each run makes three kinds of request to ``[crawl.wikipedia] api_url``, one at a
    error. Title, page id, revision, URL and visible categories come from the API, not the HTML.
 
 So a night with ``N`` articles in ``L`` listing pages and ``k`` changed costs ``L + ceil(N / 50) + k``
-requests (and robots.txt): listing and info, then only what changed.
+requests: listing and info, then only what changed.
+
+The API is called, not crawled, and the rules for calling it are Wikimedia's API policies (the User-Agent
+policy and API:Etiquette): a User-Agent with a contact, one request at a time, ``maxlag``, and backing off
+when asked. This collector follows them. robots.txt is another matter: it keeps web crawlers out of ``/w/``,
+where ``index.php`` serves edit, history and special pages that would multiply every article, and it says
+nothing of API clients, to which Wikimedia points bots instead; read literally (``Disallow: /w/`` covers
+``/w/api.php``), it would forbid every API client, Wikimedia's own tools included. So the API requests, and
+only they (Scrapy's ``dont_obey_robotstxt`` on each), are not checked against robots.txt; this collector
+requests no other URL, and every other collector obeys robots.txt for every request.
 
 Every request carries ``format=json&formatversion=2&maxlag=<maxlag>``. When the database replicas lag
 more than that, the API answers HTTP 200 with ``{"error": {"code": "maxlag"}}`` and ``Retry-After``:
@@ -40,7 +49,7 @@ Documents are CC BY-SA 4.0 (``redistributable``: yes, with attribution and under
 carries its URL and an attribution line in ``meta``) and are judged by the ``encyclopedia`` profile.
 
 Why not the ``wikipedia-api`` package: it fetches with its own blocking HTTP client, outside Scrapy, so
-none of what every collector gets here (robots.txt, one request at a time with delay and AutoThrottle,
+none of what every collector gets here (one request at a time with delay and AutoThrottle,
 ``Retry-After``, the seen-store and committed raw batches) would apply; its endpoint is fixed to
 ``https://<lang>.wikipedia.org/w/api.php`` (no other wiki, no local test server); it sends no ``maxlag``,
 asks ``prop=info`` one page at a time, and gives TextExtracts' plain text instead of the parser HTML the
@@ -178,9 +187,12 @@ class WikipediaSpider(OvertonSpider):
 
     # -- requests --
 
-    def _api(self, **params: Any) -> str:
+    def _api(self, callback, errback, cb_kwargs: dict[str, Any], **params: Any) -> scrapy.Request:
+        """A request to the API, under Wikimedia's API policy rather than robots.txt (see the module docstring)."""
         params.update(format="json", formatversion="2", maxlag=str(self.settings_wiki.maxlag))
-        return f"{self.settings_wiki.api_url}?{urlencode(params)}"
+        return scrapy.Request(f"{self.settings_wiki.api_url}?{urlencode(params)}", callback=callback,
+                              errback=errback, cb_kwargs=cb_kwargs, dont_filter=True,
+                              meta={"dont_obey_robotstxt": True})
 
     def _enqueue(self, name: str, depth: int) -> None:
         if name not in self.listed:
@@ -202,9 +214,8 @@ class WikipediaSpider(OvertonSpider):
         if first:
             params.update(meta="siteinfo", siprop="general")
         self.crawler.stats.inc_value("overton/listing_requests")
-        return scrapy.Request(self._api(**params), callback=self.parse_listing, dont_filter=True,
-                              errback=self.start_refused if first else self.listing_failed,
-                              cb_kwargs={"name": name, "depth": depth, "found": found, "first": first})
+        return self._api(self.parse_listing, self.start_refused if first else self.listing_failed,
+                         {"name": name, "depth": depth, "found": found, "first": first}, **params)
 
     async def start(self):
         request = self._next_listing(first=True)
@@ -285,9 +296,8 @@ class WikipediaSpider(OvertonSpider):
             return
         self.crawler.stats.inc_value("overton/info_requests")
         batch = "|".join(str(pageid) for pageid in self.pageids[start:start + INFO_BATCH])
-        yield scrapy.Request(self._api(action="query", prop="info|revisions", inprop="url", rvprop="ids|timestamp",
-                                       pageids=batch),
-                             callback=self.parse_info, errback=self.info_failed, cb_kwargs={"start": start})
+        yield self._api(self.parse_info, self.info_failed, {"start": start}, action="query", prop="info|revisions",
+                        inprop="url", rvprop="ids|timestamp", pageids=batch)
 
     def _key(self, pageid: int) -> str:
         return f"{self.lang}:{pageid}"
@@ -342,11 +352,10 @@ class WikipediaSpider(OvertonSpider):
             self.requested += 1
             stats.inc_value("overton/pages_requested")
             revision = (page.get("revisions") or [{}])[0]
-            yield scrapy.Request(
-                self._api(action="parse", oldid=revid, prop="text|revid|categories",
-                          disableeditsection="1", disablelimitreport="1"),
-                callback=self.parse_article, errback=self.request_failed,
-                cb_kwargs={"key": key, "url": page.get("fullurl"), "modified": revision.get("timestamp")})
+            yield self._api(self.parse_article, self.request_failed,
+                            {"key": key, "url": page.get("fullurl"), "modified": revision.get("timestamp")},
+                            action="parse", oldid=revid, prop="text|revid|categories", disableeditsection="1",
+                            disablelimitreport="1")
 
     def parse_article(self, response, key: str, url: str | None, modified: str | None):
         data = self._answer(response, f"page {key}", accept=_MISSING)
