@@ -318,3 +318,13 @@ def test_allowed_pages_are_fetched_once_without_cookies_then_only_new_questions(
     assert names_in(raw) == []
     stats = json.loads(sorted(workspace.runs.glob("*-crawl-quora.json"))[-1].read_text())["stats"]
     assert stats["overton/already_seen"] == 2 and stats["robotstxt/request_count"] == 1
+
+
+def test_a_question_that_robots_txt_disallows_is_skipped_by_name(tmp_path: Path, site: Site):
+    _serve(site, Reply(200, "User-agent: overton-tests\nDisallow: /Faut-il-\n", {"Content-Type": "text/plain"}))
+    workspace = _workspace(tmp_path, site)
+    done = crawl(workspace)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [hit.path for hit in site.hits] == ["/robots.txt", PATHS["topic-politique.html"], PATHS["senat.html"]]
+    assert f"question not fetched: {site.url(PATHS['proportionnelle.html'])}: Forbidden by robots.txt" in done.stderr
+    assert len(raw_documents(workspace)) == 4

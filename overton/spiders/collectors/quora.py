@@ -11,10 +11,10 @@ robots.txt closes question and answer pages to crawlers it does not name. So:
   page against it for the crawl's own User-Agent. A start page it disallows is refused with one error line
   naming the page and the agent, and never requested: a permission does not override robots.txt. A
   robots.txt that cannot be read (no answer, or a status other than 2xx, 404 or 410) stops the crawl before
-  any page too: RFC 9309 reads an unreachable robots.txt as "disallow everything". Links found on topic
-  pages go through the same middleware. The settings that would turn any of this off (``ROBOTSTXT_OBEY``,
-  ``ROBOTSTXT_USER_AGENT``) are pinned above command-line priority, and the crawl refuses to start if the
-  middleware is not installed.
+  any page too: RFC 9309 reads an unreachable robots.txt as "disallow everything". Questions found on
+  topic pages go through the same middleware; one it disallows is named in a warning and not requested.
+  The settings that would turn any of this off (``ROBOTSTXT_OBEY``, ``ROBOTSTXT_USER_AGENT``) are pinned
+  above command-line priority, and the crawl refuses to start if the middleware is not installed.
 - **Plain requests.** No cookies (``COOKIES_ENABLED`` is pinned off too), no internal API, no proxy or
   User-Agent rotation, no browser: GETs of public pages at ``[crawl] delay``, like every collector.
 
@@ -174,8 +174,14 @@ class QuoraSpider(OvertonSpider):
             if key and is_question(f"/{key}"):
                 keys.append(key)
         for key in dict.fromkeys(keys):
-            if (request := self._question_request(f"{self.quora.base_url}/{quote(key)}")) is not None:
+            url = f"{self.quora.base_url}/{quote(key)}"
+            if (request := self._question_request(url, errback=self.question_failed)) is not None:
                 yield request
+
+    def question_failed(self, failure) -> None:
+        """Errback of the questions found on topics: one that robots.txt disallows, or that failed, is named."""
+        self.crawler.stats.inc_value("overton/questions_not_fetched")
+        self.logger.warning("question not fetched: %s: %s", failure.request.url, failure.value)
 
     def parse_question(self, response):
         stats = self.crawler.stats
