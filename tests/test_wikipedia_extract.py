@@ -69,8 +69,9 @@ PARSOID = """<!DOCTYPE html>
 <title>&lt;i>Conseil&lt;/i> d'État (test)</title></head>
 <body lang="fr" class="mw-content-ltr mw-body-content parsoid-body mediawiki mw-parser-output">
 <section data-mw-section-id="0"><div class="bandeau-container metadata ambox"><p>Cet article est une ébauche.</p>
-</div><p>Le <b>Conseil d'État</b> conseille le gouvernement<sup class="mw-ref reference" typeof="mw:Extension/ref">
-<a href="#cite_note-1"><span class="mw-reflink-text">[1]</span></a></sup>.</p>
+</div><p>Le <b>Conseil d'État</b>&#160;<a href="https://en.wikipedia.org/wiki/Conseil" class="extiw"><span
+class="indicateur-langue">(en)</span></a> conseille le gouvernement<sup class="mw-ref reference"
+typeof="mw:Extension/ref"><a href="#cite_note-1"><span class="mw-reflink-text">[1]</span></a></sup>.</p>
 <style data-mw-deduplicate="x">.infobox{}</style>
 <link rel="mw:PageProp/Category" href="./Catégorie:Institution_de_test#Conseil"/>
 <link rel="mw:PageProp/Category" href="./Catégorie:Droit_public"/></section>

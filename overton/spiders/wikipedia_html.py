@@ -47,7 +47,8 @@ _DROPPED_TAGS = frozenset({"script", "style", "link", "meta", "img", "figure", "
 _DROPPED_CLASS = re.compile(
     r"(?:^|\s)(?:bandeau-|infobox|navbox|metadata|homonymie|hatnote|ambox|noprint|mw-editsection|reference"
     r"|mw-references|mw-cite-backlink|need_ref_tag|thumb|gallery|mw-gallery|toc|mw-empty-elt|geo-|coordinates"
-    r"|printfooter|catlinks|mwe-math-fallback|autres-projets|js-interprojets|mw-kartographer|sister-)")
+    r"|printfooter|catlinks|mwe-math-fallback|autres-projets|js-interprojets|mw-kartographer|sister-"
+    r"|indicateur-langue)")
 #: Appendix sections: from such a heading to the next heading of the same or a higher level, nothing is kept.
 APPENDIX_SECTIONS = frozenset({
     "notes", "notes et références", "références", "notes et sources", "sources", "source", "références et notes",
@@ -58,7 +59,7 @@ _MATH_TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
 #: Links to edit the page or the data a table is drawn from ("[modifier]" in a caption), and what they leave.
 _EDIT_LINK = re.compile(r"[?&]action=edit|[?&]veaction=edit|/Module:Donn|:EditPage/")
 _EMPTY_BRACKETS = re.compile(r"\s*\[[\s\u200a]*\]")
-_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+_SPACES = re.compile(r"[ \t\r\n\f\v\u00a0\u202f]*[ \t\r\n\f\v][ \t\r\n\f\v\u00a0\u202f]*")
 _BREAK = "\u2028"  # what <br> leaves in the text being gathered, until it is a line break or a space
 _PARSER_CACHE = re.compile(r"Saved in parser cache with key (\w+?)wiki:pcache:idhash:(\d+)-\S*\s+and\s+timestamp"
                            r"\s+\d+\s+and\s+revision\s+id\s+(\d+)")
@@ -135,7 +136,8 @@ def _math(element: Any) -> str:
 
 
 def _clean(text: str) -> str:
-    """Runs of spaces and line breaks become one space (no-break spaces, which French typography uses, stay)."""
+    """Runs of spaces and line breaks become one space; a no-break space alone stays (French typography puts one
+    before ``:``), one next to an ordinary space (what a dropped marker leaves, ``Getting\u00a0(en) qui``) goes."""
     return _SPACES.sub(" ", text).strip()
 
 
