@@ -328,3 +328,15 @@ def test_a_question_that_robots_txt_disallows_is_skipped_by_name(tmp_path: Path,
     assert [hit.path for hit in site.hits] == ["/robots.txt", PATHS["topic-politique.html"], PATHS["senat.html"]]
     assert f"question not fetched: {site.url(PATHS['proportionnelle.html'])}: Forbidden by robots.txt" in done.stderr
     assert len(raw_documents(workspace)) == 4
+
+
+def test_a_bot_challenge_fails_the_crawl_and_is_not_worked_around(tmp_path: Path, site: Site):
+    _serve(site, ROBOTS_NAMING_US)
+    site.routes[PATHS["senat.html"]] = Reply(403, "<html><head><title>Just a moment...</title></head><body>Enable "
+                                             "JavaScript and cookies to continue</body></html>",
+                                             {"Content-Type": "text/html"})
+    workspace = _workspace(tmp_path, site)
+    done = crawl(workspace)
+    assert done.returncode == 1
+    assert "FAILED: 1 bot-challenge pages instead of content" in done.stderr
+    assert len(site.hits_of(PATHS["senat.html"])) == 1 and len(raw_documents(workspace)) == 3

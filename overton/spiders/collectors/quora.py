@@ -16,7 +16,8 @@ robots.txt closes question and answer pages to crawlers it does not name. So:
   The settings that would turn any of this off (``ROBOTSTXT_OBEY``, ``ROBOTSTXT_USER_AGENT``) are pinned
   above command-line priority, and the crawl refuses to start if the middleware is not installed.
 - **Plain requests.** No cookies (``COOKIES_ENABLED`` is pinned off too), no internal API, no proxy or
-  User-Agent rotation, no browser: GETs of public pages at ``[crawl] delay``, like every collector.
+  User-Agent rotation, no browser: GETs of public pages at ``[crawl] delay``, like every collector. A bot
+  challenge (Quora's come as HTTP 403) is counted and, after ``[crawl] max_challenges``, stops the crawl.
 
 Start pages are question pages, fetched once (a question already collected is not fetched again, so answers
 written later are not collected), and topic pages (``/topic/NAME``), read every run for the question links
@@ -42,6 +43,7 @@ from overton.corpus.errors import UserError
 from overton.corpus.schema import dump_meta, text_sha256
 from overton.spiders.base import OvertonSpider
 from overton.spiders.quora_html import NotQuestionPage, Pseudonyms, documents, parse, question_key
+from overton.spiders.viepublique_page import is_bot_challenge
 
 SOURCE = "quora"
 #: Settings no configuration may change for this collector: set above the command line's priority.
@@ -87,6 +89,7 @@ class QuoraSpider(OvertonSpider):
     name = "quora"
     sources = (SOURCE,)
     profile = "qa"
+    handle_httpstatus_list = [403]  # how a bot challenge comes: recognised and counted, never worked around
 
     @classmethod
     def check(cls, crawl: CrawlConfig) -> None:
@@ -164,8 +167,20 @@ class QuoraSpider(OvertonSpider):
         self.requested += 1
         return scrapy.Request(url, callback=self.parse_question, errback=errback)
 
+    def _refused_page(self, response) -> bool:
+        """Whether ``response`` is a bot challenge (counted: enough of them stop the crawl) or a 403 (an error)."""
+        if is_bot_challenge(response.text):
+            self.bot_challenge(response.url)
+            return True
+        if response.status == 403:
+            self.logger.error("%s: HTTP 403 Forbidden", response.url)
+            return True
+        return False
+
     def parse_topic(self, response):
         """Follow the topic's links to questions (an answer's link stands for its question) on the site."""
+        if self._refused_page(response):
+            return
         host = urlsplit(self.quora.base_url).netloc
         keys = []
         for href in response.css("a::attr(href)").getall():
@@ -188,8 +203,9 @@ class QuoraSpider(OvertonSpider):
         try:
             page = parse(response.body)
         except NotQuestionPage as exc:
-            stats.inc_value("overton/not_question_pages")
-            self.logger.warning("%s: %s", response.url, exc)
+            if not self._refused_page(response):
+                stats.inc_value("overton/not_question_pages")
+                self.logger.warning("%s: %s", response.url, exc)
             return
         if self.seen.get(SOURCE, page.key) is not None:  # reached under another address
             stats.inc_value("overton/already_seen")
