@@ -306,8 +306,8 @@ def parser() -> argparse.ArgumentParser:
                      f"or one of [profiles] (default: the format's own, speech for gptj, else {DEFAULT_PROFILE}; "
                      "[sources.NAME] profile overrides it)")
 
-    sub = command("crawl", cmd_crawl, "run a collector (vie-publique, web): fetch what is new into raw/; "
-                  "exit 1 if the crawl failed")
+    sub = command("crawl", cmd_crawl, "run a collector (vie-publique, web, wikipedia, quora): fetch what is new "
+                  "into raw/; exit 1 if the crawl failed")
     sub.add_argument("spider", metavar="SPIDER")
     sub.add_argument("--resumable", action="store_true",
                      help="keep the request queue in state/crawl/SPIDER/ so a stopped crawl resumes (long backfills)")
