@@ -37,6 +37,7 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 import scrapy
 from scrapy import signals
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
+from scrapy.http import TextResponse
 
 from overton.corpus.config import CrawlConfig, QuoraConfig
 from overton.corpus.errors import UserError
@@ -169,7 +170,7 @@ class QuoraSpider(OvertonSpider):
 
     def _refused_page(self, response) -> bool:
         """Whether ``response`` is a bot challenge (counted: enough of them stop the crawl) or a 403 (an error)."""
-        if is_bot_challenge(response.text):
+        if isinstance(response, TextResponse) and is_bot_challenge(response.text):
             self.bot_challenge(response.url)
             return True
         if response.status == 403:
@@ -200,6 +201,8 @@ class QuoraSpider(OvertonSpider):
 
     def parse_question(self, response):
         stats = self.crawler.stats
+        if response.status == 403 and self._refused_page(response):
+            return
         try:
             page = parse(response.body)
         except NotQuestionPage as exc:
