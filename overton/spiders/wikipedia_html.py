@@ -55,6 +55,8 @@ APPENDIX_SECTIONS = frozenset({
     "voir aussi", "pour approfondir", "liens externes", "lien externe", "bibliographie", "annexes",
     "articles connexes", "article connexe",
 })
+#: Blocks inside a block (a list or a table in a cell, a paragraph in an item): their text is set apart by a space.
+_BLOCKS_INSIDE = frozenset({"p", "div", "li", "dt", "dd", "ul", "ol", "dl", "table", "tr", "td", "th", "caption"})
 _MATH_TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
 #: Links to edit the page or the data a table is drawn from ("[modifier]" in a caption), and what they leave.
 _EDIT_LINK = re.compile(r"[?&]action=edit|[?&]veaction=edit|/Module:Donn|:EditPage/")
@@ -93,9 +95,9 @@ def _dropped(element: Any) -> bool:
     classes = element.get("class")
     if classes and _DROPPED_CLASS.search(classes):
         return True
-    if tag == "a" and _EDIT_LINK.search(href := element.get("href") or "") and "redlink=1" not in href:
-        return True  # a red link (an article not yet written) also points to the editor, but is text
-    return tag == "span" and element.get("typeof") == "mw:Nowiki" and not element.text
+    # an edit link; a red link (an article not yet written) points to the editor too, but is text
+    href = (element.get("href") or "") if tag == "a" else ""
+    return bool(_EDIT_LINK.search(href)) and "redlink=1" not in href
 
 
 def _inline(element: Any, parts: list[str]) -> None:
@@ -108,6 +110,10 @@ def _inline(element: Any, parts: list[str]) -> None:
                 parts.append(_BREAK)
             elif _tag(child) == "math":
                 parts.append(_math(child))
+            elif _tag(child) in _BLOCKS_INSIDE:
+                parts.append(" ")
+                _inline(child, parts)
+                parts.append(" ")
             else:
                 _inline(child, parts)
         if child.tail:
@@ -137,7 +143,8 @@ def _math(element: Any) -> str:
 
 def _clean(text: str) -> str:
     """Runs of spaces and line breaks become one space; a no-break space alone stays (French typography puts one
-    before ``:``), one next to an ordinary space (what a dropped marker leaves, ``Getting\u00a0(en) qui``) goes."""
+    before ``:``), one next to an ordinary space (what a dropped marker leaves: "Getting", no-break space,
+    "(en)", space, "qui") goes."""
     return _SPACES.sub(" ", text).strip()
 
 
@@ -175,17 +182,15 @@ def _list_lines(element: Any, lines: list[str]) -> None:
 
 
 def _table_lines(table: Any) -> list[str]:
-    """One line per row, its non-empty cells joined by `` | ``; the caption first."""
-    lines = []
-    for element in table.iter():
-        tag = _tag(element)
-        if tag == "caption" and (caption := _EMPTY_BRACKETS.sub("", _text(element))):
-            lines.append(caption)
-        elif tag == "tr" and element.getparent() is not None:
-            cells = [_text(cell) for cell in element if _tag(cell) in ("td", "th") and not _dropped(cell)]
-            if row := " | ".join(cell for cell in cells if cell):
-                lines.append(row)
-    return lines
+    """The caption, then one line per row of this table (a table in a cell is part of the cell's text), its
+    non-empty cells joined by `` | ``."""
+    caption = table.find("caption")
+    lines = [_EMPTY_BRACKETS.sub("", _text(caption))] if caption is not None else []
+    for row in table.iter("tr"):
+        if next(row.iterancestors("table")) is table:
+            cells = [_text(cell) for cell in row if _tag(cell) in ("td", "th") and not _dropped(cell)]
+            lines.append(" | ".join(cell for cell in cells if cell))
+    return [line for line in lines if line]
 
 
 class _Walk:
