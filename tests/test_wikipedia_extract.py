@@ -178,3 +178,11 @@ def test_formulas_are_read_as_the_characters_they_show() -> None:
             "<mi>h</mi></mfrac><mo>=</mo><msqrt><mn>2</mn></msqrt></mrow><annotation>\\lim_{h\\to 0}</annotation>"
             "</semantics></math> ici.</p></div>")
     assert extract(html).text == "On a lim h→0 (f(h))/h=√(2) ici."
+
+
+def test_headings_of_sections_left_empty_are_dropped() -> None:
+    html = ('<div class="mw-parser-output"><p>Intro.</p><h2>Résultats</h2><table class="wikitable"><tr><td>52 %</td>'
+            "</tr></table><h2>Suite</h2><h3>Galerie</h3><ul class=\"gallery\"><li>Une image.</li></ul><h3>Plein</h3>"
+            "<p>Fin.</p><h2>Dernière</h2></div>")
+    assert extract(html).text == "Intro.\n\nSuite\n\nPlein\n\nFin."
+    assert extract(html, tables=True).text == "Intro.\n\nRésultats\n\n52 %\n\nSuite\n\nPlein\n\nFin."

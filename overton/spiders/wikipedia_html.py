@@ -194,11 +194,13 @@ def _table_lines(table: Any) -> list[str]:
 
 
 class _Walk:
-    """The article's blocks in document order, appendix sections skipped."""
+    """The article's blocks in document order, appendix sections skipped, and the headings of sections left
+    with no text (a section that was a table, a gallery) left out."""
 
     def __init__(self, tables: bool):
         self.tables = tables
         self.blocks: list[str] = []
+        self.levels: list[int] = []  # each block's heading level, 0 for text
         self.skip_level = 0  # inside an appendix section opened by a heading of this level (0: not)
 
     def walk(self, element: Any) -> None:
@@ -227,14 +229,23 @@ class _Walk:
         if self.skip_level and level > self.skip_level:
             return
         self.skip_level = 0
+        self.close(level)
         if text.rstrip(" :\u00a0").casefold() in APPENDIX_SECTIONS:
             self.skip_level = level
-        else:
-            self.add(text)
+        elif text:
+            self.blocks.append(text)
+            self.levels.append(level)
+
+    def close(self, level: int) -> None:
+        """Drop the trailing headings of sections that end here (level or deeper) without any text."""
+        while self.levels and self.levels[-1] >= level:
+            self.blocks.pop()
+            self.levels.pop()
 
     def add(self, block: str) -> None:
         if block:
             self.blocks.append(block)
+            self.levels.append(0)
 
 
 def _content_root(root: Any) -> Any:
@@ -319,6 +330,7 @@ def extract(html: str, *, tables: bool = False) -> WikiArticle:
     content = _content_root(root)
     walk = _Walk(tables)
     walk.walk(content)
+    walk.close(1)
     meta = _metadata(root, html)
     return WikiArticle(title=meta.get("title"), text="\n\n".join(walk.blocks), pageid=meta.get("pageid"),
                        revid=meta.get("revid"), url=meta.get("url"), categories=meta["categories"],
