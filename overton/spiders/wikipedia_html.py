@@ -7,7 +7,8 @@ links and ``<section>`` elements). Both are read by one walk over the content in
 
 What is kept is what a reader reads as the article: paragraphs, quotations, lists (one item per line),
 section headings (each a paragraph of its own), mathematics as the text of its MathML (``x⋅y=x1y1``, the TeX
-source left out), and tables only when asked (``tables=True``: one row per line, cells joined by `` | ``).
+source left out), and tables only when asked (``tables=True``: the ``wikitable`` ones and those without a
+class, one row per line, cells joined by `` | ``; other classes are layout).
 What is dropped is the page's apparatus: reference markers and the references, infoboxes, navigation boxes,
 banners (maintenance, disambiguation, "Article détaillé"), edit links, images and their captions, galleries,
 coordinates, and the appendix sections (notes, references, bibliography, see also, external links), which are
