@@ -41,33 +41,62 @@ def test_the_stream_is_deterministic_and_reshuffled_per_epoch(corpus):
     assert all(len(a.sequence(g)) == SEQ for g in range(0, per_epoch, 5))
 
 
-def test_a_seek_tokenizes_only_the_documents_it_needs(corpus, monkeypatch):
-    from overton.train.loader import _Unit
-
-    monkeypatch.setattr(_Unit, "CHUNK", 2)  # the sample's row groups hold about 20 documents
+def test_token_ids_are_stored_once_and_a_seek_tokenizes_nothing(corpus, monkeypatch):
+    _, _, tokenizer, cache = corpus
     s = stream(corpus)
-    epoch = s._epoch(0, 0)
+    epoch = s._epoch(0, 0)  # builds the index and stores the ids, if no test did before
+    assert tokenizer.dtype == np.uint16  # a vocabulary of 400: 2 bytes a token
+    stored = sorted(cache.glob("tokens-*-text/*.u16"))
+    assert len(stored) == len(epoch.entries)
+    assert sum(p.stat().st_size for p in stored) == 2 * epoch.tokens  # every document once (weights 1)
+
+    def refuse(texts):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(tokenizer, "encode", refuse)
     middle = epoch.sequences // 2
-    expected = stream(corpus).sequence(middle)  # another stream, so nothing is shared
-    assert np.array_equal(s.sequence(middle), expected)
-    [unit] = s._units.values()
-    assert len(unit.texts) > 3 * unit.CHUNK  # a row group of many documents...
-    assert 1 <= len(unit.chunks) <= 2  # ...of which one or two chunks were tokenized
+    fresh = stream(corpus)  # another stream: nothing in memory is shared, the ids are read from the cache
+    assert np.array_equal(fresh.sequence(middle), s.sequence(middle))
+    assert [len(fresh.sequence(g)) for g in (0, middle, epoch.sequences - 1)] == [SEQ] * 3
+
+
+def test_a_damaged_ids_file_is_made_again(corpus, tmp_path: Path):
+    cache = tmp_path / "cache"
+    first = stream(corpus, cache=cache)
+    wanted = range(0, first._epoch(0, 0).sequences, 11)
+    expected = [first.sequence(g) for g in wanted]
+    ids = max(cache.glob("tokens-*-text/*.u16"), key=lambda path: path.stat().st_size)
+    size = ids.stat().st_size
+    ids.write_bytes(ids.read_bytes()[:-2])  # one token short: a partial copy
+    again = stream(corpus, cache=cache)
+    assert all(np.array_equal(again.sequence(g), e) for g, e in zip(wanted, expected, strict=True))
+    assert ids.stat().st_size == size
 
 
 def test_one_epoch_decodes_back_to_every_document_once(corpus):
+    import pyarrow.parquet as pq
+
     _, version, tokenizer, _ = corpus
     s = stream(corpus)
     epoch = s._epoch(0, 0)
+    index = s._index(0)[1].to_pylist()
+    texts = []  # each document's text, read from the version in epoch order
+    for d in epoch.docs.tolist():
+        row = index[d]
+        entry = epoch.entries[row["file"]]
+        with version.open_file(entry) as handle:
+            group = pq.ParquetFile(handle).read_row_group(row["row_group"], columns=["text"])
+        texts.append(group.column("text")[row["row"]].as_py())
     eos = tokenizer.eos_id
-    tokens = np.array([t for u in range(len(epoch.units))  # each row group's documents tokenized in one call
-                       for ids in tokenizer.encode(epoch.unit(u).texts.to_pylist()) for t in (*ids, eos)])
-    assert len(tokens) == epoch.cumulative[-1] and epoch.sequences == len(tokens) // SEQ
+    tokens = np.array([t for ids in tokenizer.encode(texts) for t in (*ids, eos)])  # tokenized afresh
+    assert len(tokens) == epoch.tokens and epoch.sequences == len(tokens) // SEQ
     packed = np.concatenate([s.sequence(g) for g in range(epoch.sequences)])
     assert np.array_equal(packed, tokens[: epoch.sequences * SEQ])  # sequences are the stream, cut
-    texts = tokenizer.decode(tokens.tolist()).split("<|endoftext|>")
-    assert texts[-1] == ""
-    assert sorted(texts[:-1]) == sorted(d["text"] for d in documents(version))
+    labels = np.concatenate([s.example(g)[1] for g in range(epoch.sequences)])
+    assert np.array_equal(labels, packed)  # text: every token counts in the loss
+    decoded = tokenizer.decode(tokens.tolist()).split("<|endoftext|>")
+    assert decoded[-1] == ""
+    assert sorted(decoded[:-1]) == sorted(d["text"] for d in documents(version))
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
@@ -94,27 +123,17 @@ def test_ranks_and_workers_share_the_stream_without_duplicate_or_gap(corpus, wor
     assert all(torch.equal(seen[g], torch.from_numpy(reference.sequence(g).astype("int64"))) for g in seen)
 
 
-def test_resuming_at_a_step_reads_only_what_it_needs_and_continues_exactly(corpus, monkeypatch):
+def test_resuming_at_a_step_tokenizes_nothing_and_continues_exactly(corpus, monkeypatch):
     layout = Layout(world=1, rank=0, micro_batch=2, accumulation=2)
     uninterrupted = micro_batches(stream(corpus), layout, first_step=0)
     expected = [next(uninterrupted) for _ in range(40)]
-    resumed_stream = stream(corpus)
-    reads = []
-    original = type(resumed_stream._epoch(0, 0)).unit
-
-    def counting(self, u):
-        if (id(self), u) not in self.stream._units:
-            reads.append(u)
-        return original(self, u)
-
-    monkeypatch.setattr(type(resumed_stream._epoch(0, 0)), "unit", counting)
-    resumed = micro_batches(resumed_stream, layout, first_step=6)
-    first_g, first_batch = next(resumed)
+    monkeypatch.setattr(corpus[2], "encode", None)  # the stored ids are read, never the text
+    resumed = micro_batches(stream(corpus), layout, first_step=6)
+    first_g, first_batch, _ = next(resumed)
     assert first_g == 24 and np.array_equal(first_batch, expected[12][1])
-    assert len(reads) <= 2  # the row groups holding sequences 24 and 25, nothing before them
-    for g, batch in expected[13:]:
-        got_g, got = next(resumed)
-        assert got_g == g and np.array_equal(got, batch)
+    for g, batch, labels in expected[13:]:
+        got_g, got, got_labels = next(resumed)
+        assert got_g == g and np.array_equal(got, batch) and np.array_equal(got_labels, labels)
 
 
 def test_filters_weights_and_a_held_out_split(corpus):
@@ -123,25 +142,23 @@ def test_filters_weights_and_a_held_out_split(corpus):
     plain = stream(corpus)._epoch(0, 0)
     only_speeches = stream(corpus, selection=Selection(sources=("speeches",)))._epoch(0, 0)
     doubled = stream(corpus, selection=Selection(weights={"speeches": 2.0}))._epoch(0, 0)
-    speech_tokens = int(only_speeches.cumulative[-1])
-    assert 0 < speech_tokens < int(plain.cumulative[-1])
-    assert int(doubled.cumulative[-1]) == int(plain.cumulative[-1]) + speech_tokens
-    half = [stream(corpus, selection=Selection(weights={"speeches": 1.5}))._epoch(0, e).cumulative[-1]
-            for e in range(4)]
-    assert len(set(half)) > 1 and all(plain.cumulative[-1] < t < doubled.cumulative[-1] for t in half)
+    speech_tokens = only_speeches.tokens
+    assert 0 < speech_tokens < plain.tokens
+    assert doubled.tokens == plain.tokens + speech_tokens
+    half = [stream(corpus, selection=Selection(weights={"speeches": 1.5}))._epoch(0, e).tokens for e in range(4)]
+    assert len(set(half)) > 1 and all(plain.tokens < t < doubled.tokens for t in half)
 
     selection = Selection(eval_fraction=0.2)
     train = stream(corpus, selection=selection)._epoch(0, 0)
     held = stream(corpus, selection=selection, evaluation=True)._epoch(0, 0)
-    train_rows = {(f, g, r) for f, g, rows, _ in train.units for r in rows.tolist()}
-    held_rows = {(f, g, r) for f, g, rows, _ in held.units for r in rows.tolist()}
+    train_rows, held_rows = set(train.docs.tolist()), set(held.docs.tolist())  # rows of the same index
     assert not train_rows & held_rows and len(held_rows) + len(train_rows) == len(docs)
     assert 0.1 * len(docs) < len(held_rows) < 0.3 * len(docs)
 
     recent = Selection(eval_since=date(2022, 1, 1))
     recent_docs = [d for d in docs if d["published_at"] and d["published_at"].date() >= date(2022, 1, 1)]
     held_recent = stream(corpus, selection=recent, evaluation=True)._epoch(0, 0)
-    assert sum(len(rows) for _, _, rows, _ in held_recent.units) == len(recent_docs) > 0
+    assert len(held_recent.docs) == len(recent_docs) > 0
     batches = list(eval_batches(stream(corpus, selection=selection, evaluation=True), world=2, rank=1,
                                 micro_batch=2))
     assert batches and all(b.shape == (2, SEQ) for b in batches)

@@ -303,6 +303,19 @@ class TrainBudgetConfig(_Section):
     lora_rank: int = Field(8, ge=1)
 
 
+#: How ``[train] task = "chat"`` writes a question-answer pair (the original project's markers), EOS after it.
+CHAT_TEMPLATE = "=== QUESTION ===\n{question}\n=== REPONSE ===\n{answer}"
+
+
+def check_chat_template(template: str) -> None:
+    """ValueError unless ``template`` holds ``{question}`` once, then ``{answer}`` once: the prompt is what comes
+    before ``{answer}``, so the question must be in it."""
+    if template.count("{question}") != 1 or template.count("{answer}") != 1 or \
+            template.index("{question}") > template.index("{answer}"):
+        raise ValueError(f"setting 'train.chat_template' must hold {{question}} once and then {{answer}} once, "
+                         f"got {template!r}")
+
+
 class TrainConfig(_Section):
     """``overton train``: every key is explained in :data:`TEMPLATE`."""
 
@@ -343,6 +356,8 @@ class TrainConfig(_Section):
     weights: dict[str, float] = {}
     eval_fraction: float = Field(0.0, ge=0, lt=1)
     eval_since: str = Field("", pattern=_DAY)
+    task: str = Field("text", pattern=r"^(text|chat)$")
+    chat_template: str = CHAT_TEMPLATE
     budget: TrainBudgetConfig = TrainBudgetConfig()
 
 
@@ -364,6 +379,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         """Settings that are each valid but contradict one another."""
+        check_chat_template(self.train.chat_template)
         if self.near_dedup.margin >= self.near_dedup.threshold:
             raise ValueError(f"setting 'near_dedup.margin' ({self.near_dedup.margin}) must be below "
                              f"'near_dedup.threshold' ({self.near_dedup.threshold})")
@@ -805,6 +821,11 @@ weights = {}
 # document published on or after eval_since ("unseen recent speeches").
 eval_fraction = 0.0
 eval_since = ""
+# "text": every document, whole. "chat": the documents that carry a question (meta.question, as
+# Quora answers do) become question-answer pairs written with chat_template, and only the answer
+# tokens (with the EOS after them) count in the loss.
+task = "text"
+chat_template = "=== QUESTION ===\\n{question}\\n=== REPONSE ===\\n{answer}"
 
 [train.budget]
 # What `overton train --dry-run` plans for: the GPU (A100-40GB, A100-80GB, H100-80GB, H200-141GB),

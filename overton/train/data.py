@@ -24,5 +24,5 @@ class SequenceDataset(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         stream = self.make_stream()
-        for first, batch in micro_batches(stream, self.layout, self.first_step, worker, workers):
-            yield first, torch.from_numpy(batch.astype("int64"))
+        for first, ids, _labels in micro_batches(stream, self.layout, self.first_step, worker, workers):
+            yield first, torch.from_numpy(ids.astype("int64"))

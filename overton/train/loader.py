@@ -6,14 +6,22 @@ How the stream is defined (and why it survives any resume):
   speakers) and without the held-out evaluation documents (a hash of the id, or a date cut-off).
   A source weight ``w`` repeats each of its documents ``floor(w)`` times per epoch, plus once more with
   probability ``w - floor(w)`` (decided by a hash of seed, epoch and id, not by a random generator).
-* **Epoch order**: the row groups of the data files (the unit a reader holds in memory) are shuffled
-  with ``seed`` and the epoch, and the documents inside each row group too; every document is tokenized
-  and followed by EOS; the concatenation is cut into sequences of ``seq_len`` tokens (the tail of an
-  epoch that does not fill a sequence is dropped). Epochs follow each other into one infinite stream
-  of sequences numbered 0, 1, 2, ...
-* **Seeking** needs no reading: the token count of every document is known from an index built once
-  per (version, tokenizer) and cached (:func:`token_index`), so the row group holding token ``j * seq_len``
-  of an epoch is found by a binary search over cumulative counts, and only that row group is read.
+  The :class:`Task` says what a document becomes: its text followed by EOS (``text``), or, for a
+  document that carries a question, the question-answer pair written with the chat template and
+  followed by EOS, with only the answer's tokens counted in the loss (``chat``).
+* **Epoch order**: the row groups of the data files are shuffled with ``seed`` and the epoch, and the
+  documents inside each row group too. ``text``: the concatenation is cut into sequences of ``seq_len``
+  tokens (the tail of an epoch that does not fill a sequence is dropped). ``chat``: pairs are packed
+  whole, in that order, into sequences of at most ``seq_len`` tokens, each padded with EOS (labels
+  ``-100``, which the loss ignores); a pair longer than ``seq_len`` keeps its question and the start of
+  its answer, and a pair whose question alone fills ``seq_len`` is skipped and counted. Epochs follow
+  each other into one infinite stream of sequences numbered 0, 1, 2, ...
+* **Token ids are stored once**: the first use of a data file with a tokenizer (and task) tokenizes it,
+  one row group at a time, into ``<cache>/tokens-<tokenizer>-<task>/<file sha256>.u16`` (``.u32`` when the
+  vocabulary does not fit 16 bits) beside a small index of each document's token count
+  (:func:`token_index`). Every later read, resume and run maps these ids; a version that hard-links its
+  parent's files reuses the parent's ids. Seeking needs no reading: sequence ``j`` of an epoch is found
+  by a binary search over cumulative counts (``text``) or in the packing's table of first pairs (``chat``).
 * **Ranks and workers**: optimizer step ``t`` consumes sequences ``[t*B, (t+1)*B)`` (``B`` the global
   batch); rank ``r`` of ``W`` takes the contiguous slice ``r*B/W ... (r+1)*B/W`` of it, in micro-batches;
   loader worker ``k`` of ``K`` builds every ``K``-th micro-batch of its rank, which ``DataLoader`` hands
@@ -46,6 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from overton.corpus.atomic import atomic_path
+from overton.corpus.config import CHAT_TEMPLATE, check_chat_template
 from overton.corpus.dataset import Version, open_versions
 from overton.corpus.errors import UserError
 
@@ -81,6 +90,9 @@ class Tokenizer:
         if self.eos_id is None:
             raise UserError(f"tokenizer {name_or_path}: no end-of-text token ({eos or '<|endoftext|>'})")
         self.fingerprint = hashlib.sha256(self.backend.to_str().encode()).hexdigest()[:16]
+        # the type of stored token ids: 2 bytes a token when every id fits (GPT-J's 50,400 do), else 4
+        self.dtype = np.dtype(np.uint16 if self.backend.get_vocab_size(with_added_tokens=True) <= 1 << 16
+                              else np.uint32)
 
     @staticmethod
     def _eos_from_config(folder: Path) -> str | None:
@@ -98,38 +110,125 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=False)
 
 
-# ---------------------------------------------------------------- the token index
+# ---------------------------------------------------------------- the task
 
 
-def _index_path(cache: Path, version: Version, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer) -> Path:
-    key = hashlib.sha256(json.dumps([[e["path"], e["sha256"]] for e in entries]).encode()).hexdigest()[:16]
-    return cache / f"tokens-{version.name}-{key}-{tokenizer.fingerprint}.parquet"
+IGNORE = -100  # the label of a position the loss skips (transformers' causal-LM loss ignores -100)
 
 
-def token_index(version: Version, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer,
-                cache: Path) -> pa.Table:
-    """One row per document of ``entries``: file, row group, row, tokens (with EOS), id, source, date, speakers.
+@dataclass(frozen=True)
+class Task:
+    """What a document becomes in the stream: its whole text (``text``), or a question-answer pair (``chat``)."""
 
-    Built by reading and tokenizing every document once, then kept in ``cache``: a resume or a second
-    run only reads this small table.
+    kind: str = "text"
+    template: str = CHAT_TEMPLATE
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("text", "chat"):
+            raise UserError(f"[train] task must be \"text\" or \"chat\", got {self.kind!r}")
+        if self.kind == "chat":
+            try:
+                check_chat_template(self.template)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+
+    @property
+    def chat(self) -> bool:
+        return self.kind == "chat"
+
+    @property
+    def key(self) -> str:
+        """The task's part of the token cache's name (the ids depend on the template)."""
+        return f"chat-{hashlib.sha256(self.template.encode()).hexdigest()[:12]}" if self.chat else "text"
+
+    @property
+    def columns(self) -> list[str]:
+        return ["text", "meta"] if self.chat else ["text"]
+
+    def encode(self, tokenizer: Tokenizer, table: pa.Table) -> tuple[list[list[int]], list[int]]:
+        """Each row's token ids, EOS last, and how many of them are the prompt (no ids: not a pair)."""
+        texts = table.column("text").to_pylist()
+        eos = tokenizer.eos_id
+        if not self.chat:
+            return [[*ids, eos] for ids in tokenizer.encode(texts)], [0] * len(texts)
+        questions = [_question(meta) for meta in table.column("meta").to_pylist()]
+        pairs = [i for i, (q, a) in enumerate(zip(questions, texts, strict=True)) if q and a and a.strip()]
+        before, after = self.template.split("{answer}")
+        prompts = tokenizer.encode([before.replace("{question}", questions[i]) for i in pairs])
+        answers = tokenizer.encode([texts[i] + after for i in pairs])
+        ids: list[list[int]] = [[] for _ in texts]
+        lengths = [0] * len(texts)
+        for i, prompt, answer in zip(pairs, prompts, answers, strict=True):
+            ids[i], lengths[i] = [*prompt, *answer, eos], len(prompt)
+        return ids, lengths
+
+
+def _question(meta: str | None) -> str | None:
+    """``meta.question`` of a document, when it is a non-blank string."""
+    question = json.loads(meta).get("question") if meta else None
+    return question.strip() if isinstance(question, str) and question.strip() else None
+
+
+# ---------------------------------------------------------------- the token index and the stored ids
+
+
+def _token_folder(cache: Path, tokenizer: Tokenizer, task: Task) -> Path:
+    return cache / f"tokens-{tokenizer.fingerprint}-{task.key}"
+
+
+def _ids_path(folder: Path, entry: dict[str, Any], dtype: np.dtype) -> Path:
+    return folder / f"{entry['sha256']}.u{dtype.itemsize * 8}"
+
+
+def token_index(version: Version, entries: tuple[dict[str, Any], ...], tokenizer: Tokenizer, cache: Path,
+                task: Task = Task()) -> pa.Table:
+    """One row per document of ``entries`` that gives tokens: file (its number in ``entries``), row group, row,
+    tokens (EOS included), prompt (tokens the loss skips), start (offset in the file's stored ids), id, source,
+    date, speakers.
+
+    Each file is tokenized once per tokenizer and task (:func:`_file_index`); later calls read the small
+    per-file tables.
     """
-    path = _index_path(cache, version, entries, tokenizer)
-    if path.is_file():
-        return pq.read_table(path)
+    folder = _token_folder(cache, tokenizer, task)
     pieces = []
     for number, entry in enumerate(entries):
-        with version.open_file(entry) as handle:
-            parquet = pq.ParquetFile(handle)
-            for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group, columns=["text", *_INDEX_COLUMNS])
-                lengths = [len(ids) + 1 for ids in tokenizer.encode(table.column("text").to_pylist())]
-                n = table.num_rows
-                pieces.append(pa.table({
-                    "file": pa.array(np.full(n, number, np.int32)), "row_group": pa.array(np.full(n, group, np.int32)),
-                    "row": pa.array(np.arange(n, dtype=np.int32)), "tokens": pa.array(lengths, pa.int64()),
-                    **{name: table.column(name) for name in _INDEX_COLUMNS}}))
-    index = pa.concat_tables(pieces) if pieces else pa.table({})
-    cache.mkdir(parents=True, exist_ok=True)
+        table = _file_index(version, entry, tokenizer, task, folder)
+        tokens = table.column("tokens").to_numpy()
+        pieces.append(table.add_column(0, "file", pa.array(np.full(table.num_rows, number, np.int32)))
+                      .add_column(5, "start", pa.array(np.cumsum(tokens) - tokens, pa.int64())))
+    return pa.concat_tables(pieces) if pieces else pa.table({})
+
+
+def _file_index(version: Version, entry: dict[str, Any], tokenizer: Tokenizer, task: Task, folder: Path) -> pa.Table:
+    """The index of one data file, its token ids stored beside it (the index, written last, commits both).
+
+    Reads and tokenizes one row group at a time, so memory stays at one row group's text and ids whatever
+    the file's size. An ids file whose size does not match its index (damaged, truncated) is made again.
+    """
+    path, ids_path = folder / f"{entry['sha256']}.parquet", _ids_path(folder, entry, tokenizer.dtype)
+    if path.is_file():
+        index = pq.read_table(path)
+        stored = int(pc.sum(index.column("tokens")).as_py() or 0) * tokenizer.dtype.itemsize
+        if ids_path.is_file() and ids_path.stat().st_size == stored:
+            return index
+    pieces = []
+    with atomic_path(ids_path) as tmp, open(tmp, "wb") as out, version.open_file(entry) as handle:
+        parquet = pq.ParquetFile(handle)
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=[*task.columns, *_INDEX_COLUMNS])
+            ids, prompts = task.encode(tokenizer, table)
+            rows = [i for i, doc in enumerate(ids) if doc]
+            lengths = [len(ids[i]) for i in rows]
+            np.fromiter(itertools.chain.from_iterable(ids[i] for i in rows), tokenizer.dtype,
+                        count=sum(lengths)).tofile(out)
+            chosen = pa.array(rows, pa.int64())
+            pieces.append(pa.table({
+                "row_group": pa.array(np.full(len(rows), group, np.int32)), "row": pa.array(rows, pa.int32()),
+                "tokens": pa.array(lengths, pa.int64()), "prompt": pa.array([prompts[i] for i in rows], pa.int32()),
+                **{name: table.column(name).take(chosen) for name in _INDEX_COLUMNS}}))
+        schema = pa.schema([("row_group", pa.int32()), ("row", pa.int32()), ("tokens", pa.int64()),
+                            ("prompt", pa.int32()), *(parquet.schema_arrow.field(name) for name in _INDEX_COLUMNS)])
+    index = pa.concat_tables(pieces) if pieces else schema.empty_table()
     with atomic_path(path) as tmp:
         pq.write_table(index, tmp)
     return index
@@ -203,15 +302,15 @@ class Segment:
 
 
 class PackedStream:
-    """The global stream of ``seq_len``-token sequences; ``sequence(g)`` reads only what sequence ``g`` needs."""
+    """The global stream of ``seq_len``-token sequences; ``example(g)`` reads only what sequence ``g`` needs."""
 
     def __init__(self, url: str, tokenizer: Tokenizer, seq_len: int, seed: int, cache: Path,
                  selection: Selection = Selection(), epochs: int | None = None, follow: bool = False,
                  segments: list[dict[str, Any]] | None = None, poll_seconds: float = 60.0,
-                 evaluation: bool = False):
+                 evaluation: bool = False, task: Task = Task()):
         self.url, self.tokenizer, self.seq_len, self.seed = url, tokenizer, seq_len, seed
         self.cache, self.selection, self.follow, self.poll_seconds = cache, selection, follow, poll_seconds
-        self.evaluation = evaluation
+        self.evaluation, self.task = evaluation, task
         versions = open_versions(url)
         self.versions = {v.name: v for v in versions}
         if segments:
@@ -220,24 +319,41 @@ class PackedStream:
             first = versions[-1]
             self.segments = [Segment(first.name, [f["path"] for f in first.files("data")],
                                      1 if evaluation else epochs)]
+        self._indexes: dict[int, tuple[tuple[dict[str, Any], ...], pa.Table]] = {}
         self._epochs: dict[tuple[int, int], _Epoch] = {}
-        self._units: dict[tuple[int, int], _Unit] = {}  # the row groups being read: at most two
+        self._ids: dict[str, np.ndarray] = {}  # the stored ids of each data file, mapped
 
     def state_segments(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.segments]
 
     # -- locating a sequence --
 
-    def _epoch(self, segment: int, epoch: int) -> _Epoch:
-        key = (segment, epoch)
-        if key not in self._epochs:
+    def _index(self, segment: int) -> tuple[tuple[dict[str, Any], ...], pa.Table]:
+        """The data files of a segment and their token index (made on first use)."""
+        if segment not in self._indexes:
             seg = self.segments[segment]
             version = self._version(seg.version)
             paths = set(seg.paths)
             entries = tuple(f for f in version.files("data") if f["path"] in paths)
-            index = token_index(version, entries, self.tokenizer, self.cache)
-            self._epochs[key] = _Epoch(self, version, entries, index, segment, epoch)
+            self._indexes[segment] = entries, token_index(version, entries, self.tokenizer, self.cache, self.task)
+        return self._indexes[segment]
+
+    def _epoch(self, segment: int, epoch: int) -> _Epoch:
+        key = (segment, epoch)
+        if key not in self._epochs:
+            entries, index = self._index(segment)
+            self._epochs[key] = _Epoch(self, entries, index, segment, epoch)
         return self._epochs[key]
+
+    def ids(self, entry: dict[str, Any]) -> np.ndarray:
+        """The stored token ids of a data file (memory-mapped: only the pages a sequence touches are read)."""
+        sha = entry["sha256"]
+        if sha not in self._ids:
+            path = _ids_path(_token_folder(self.cache, self.tokenizer, self.task), entry, self.tokenizer.dtype)
+            empty = path.stat().st_size == 0  # numpy cannot map an empty file
+            self._ids[sha] = np.empty(0, self.tokenizer.dtype) if empty else \
+                np.memmap(path, self.tokenizer.dtype, mode="r")
+        return self._ids[sha]
 
     def _version(self, name: str) -> Version:
         if name not in self.versions:
@@ -256,7 +372,8 @@ class PackedStream:
             while seg.epochs is None or epoch < seg.epochs:
                 count = self._epoch(number, epoch).sequences
                 if count == 0 and seg.epochs is None:
-                    raise UserError(f"{self.url}: the selected documents do not fill one sequence of "
+                    what = "question-answer pairs" if self.task.chat else "documents"
+                    raise UserError(f"{self.url}: the selected {what} do not fill one sequence of "
                                     f"{self.seq_len} tokens")
                 if g < count:
                     return number, epoch, g
@@ -282,9 +399,14 @@ class PackedStream:
                 return
             time.sleep(self.poll_seconds)
 
-    def sequence(self, g: int) -> np.ndarray:
+    def example(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sequence ``g``: its token ids and its labels (the ids, with ``IGNORE`` where the loss skips a token)."""
         segment, epoch, j = self.locate(g)
-        return self._epoch(segment, epoch).sequence(j)
+        return self._epoch(segment, epoch).example(j)
+
+    def sequence(self, g: int) -> np.ndarray:
+        """The token ids of sequence ``g``."""
+        return self.example(g)[0]
 
     def count(self) -> int | None:
         """Sequences in the stream when it is finite (an evaluation split, or epochs without follow)."""
@@ -295,102 +417,106 @@ class PackedStream:
         return sum(self._epoch(n, e).sequences for n, s in enumerate(self.segments) for e in range(s.epochs))
 
     def selected_tokens(self) -> int:
-        """Tokens of one epoch of the first segment (the dry run's "tokens in the selected data")."""
-        return int(self._epoch(0, 0).cumulative[-1]) if self._epoch(0, 0).cumulative.size else 0
+        """Tokens of one epoch of the first segment (the dry run's "tokens in the selected data"), padding aside."""
+        return self._epoch(0, 0).tokens
+
+    def describe(self) -> str:
+        """What the first epoch holds, in one line (chat: the pairs cut or skipped to fit ``seq_len``)."""
+        epoch = self._epoch(0, 0)
+        if not self.task.chat:
+            return f"{len(epoch.docs):,} documents, {epoch.tokens:,} tokens an epoch"
+        return (f"chat: {len(epoch.docs):,} question-answer pairs, {epoch.tokens:,} tokens in {epoch.sequences:,} "
+                f"sequences an epoch ({epoch.tokens / max(1, epoch.sequences * self.seq_len):.0%} filled); "
+                f"{epoch.truncated:,} answers cut at seq_len {self.seq_len}, {epoch.skipped:,} pairs skipped "
+                "(the question alone fills seq_len)")
 
 
 class _Epoch:
-    """One epoch of one segment: unit order, document order, cumulative token counts."""
+    """One epoch of one segment: the documents (pairs) in order, their token counts, where each sequence starts."""
 
-    def __init__(self, stream: PackedStream, version: Version, entries, index: pa.Table, segment: int,
+    def __init__(self, stream: PackedStream, entries: tuple[dict[str, Any], ...], index: pa.Table, segment: int,
                  epoch: int):
-        self.stream, self.version, self.entries = stream, version, entries
+        self.stream, self.entries = stream, entries
         keep, held = stream.selection.masks(index)
         chosen = held if stream.evaluation else keep & ~held
         times = stream.selection.multiplicity(index, stream.seed, epoch) * chosen if not stream.evaluation \
             else chosen.astype(np.int64)
-        files = index.column("file").to_numpy()
-        groups = index.column("row_group").to_numpy()
-        rows = index.column("row").to_numpy()
+        self.files = index.column("file").to_numpy()
+        self.starts = index.column("start").to_numpy()
+        self.prompts = index.column("prompt").to_numpy()
         tokens = index.column("tokens").to_numpy()
-        units = sorted({(int(f), int(g)) for f, g in zip(files, groups, strict=True)})
+        length = stream.seq_len
+        self.truncated = self.skipped = 0  # chat: pairs cut to seq_len, pairs whose question alone fills it
+        if stream.task.chat:
+            fits = self.prompts < length
+            self.truncated = int(np.count_nonzero(chosen & fits & (tokens > length)))
+            self.skipped = int(np.count_nonzero(chosen & ~fits))
+            times = np.where(fits, times, 0)
+        groups = index.column("row_group").to_numpy()
+        units = sorted({(int(f), int(g)) for f, g in zip(self.files, groups, strict=True)})
         rng = np.random.default_rng([stream.seed, segment, epoch, int(stream.evaluation)])
         order = rng.permutation(len(units))
-        self.units: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # file, row group, rows, their tokens
         position = {unit: i for i, unit in enumerate(units)}
         members: dict[int, list[int]] = {}
         for i in np.flatnonzero(times > 0).tolist():
-            members.setdefault(position[(int(files[i]), int(groups[i]))], []).append(i)
-        for u in order.tolist():
+            members.setdefault(position[(int(self.files[i]), int(groups[i]))], []).append(i)
+        docs = [np.empty(0, np.int64)]
+        for u in order.tolist():  # row groups in a seeded order, the documents of each in one too
             listed = np.array(members.get(u, []), np.int64)
-            docs = np.repeat(listed, times[listed])
+            repeated = np.repeat(listed, times[listed])
             unit_rng = np.random.default_rng([stream.seed, segment, epoch, int(stream.evaluation), u])
-            docs = docs[unit_rng.permutation(len(docs))]
-            self.units.append((units[u][0], units[u][1], rows[docs], tokens[docs]))
-        self.cumulative = np.cumsum([int(unit[3].sum()) for unit in self.units], dtype=np.int64)
-        total = int(self.cumulative[-1]) if self.units else 0
-        self.sequences = total // stream.seq_len
+            docs.append(repeated[unit_rng.permutation(len(repeated))])
+        self.docs = np.concatenate(docs)  # index rows in epoch order
+        self.lengths = np.minimum(tokens[self.docs], length) if stream.task.chat else tokens[self.docs]
+        self.ends = np.cumsum(self.lengths, dtype=np.int64)  # token offset where each document ends
+        self.tokens = int(self.ends[-1]) if self.docs.size else 0
+        if stream.task.chat:
+            self.firsts = _pack(self.lengths, length)
+            self.sequences = len(self.firsts) - 1
+        else:
+            self.sequences = self.tokens // length
 
-    def unit(self, u: int) -> _Unit:
-        """Row group ``u`` of the epoch order, its text read once; the stream keeps the last two."""
-        cache = self.stream._units
-        key = (id(self), u)
-        if key not in cache:
-            file, group, rows, counts = self.units[u]
-            with self.version.open_file(self.entries[file]) as handle:
-                texts = pq.ParquetFile(handle).read_row_group(group, columns=["text"]).column("text")
-            while len(cache) >= 2:
-                del cache[next(iter(cache))]
-            cache[key] = _Unit(texts.take(pa.array(rows, pa.int64())), counts, self.stream.tokenizer)
-        return cache[key]
+    def _ids(self, d: int, a: int, b: int) -> np.ndarray:
+        """Tokens ``[a, b)`` of document ``d`` of the epoch order, from the stored ids."""
+        row = self.docs[d]
+        start = int(self.starts[row])
+        return self.stream.ids(self.entries[self.files[row]])[start + a: start + b]
 
-    def sequence(self, j: int) -> np.ndarray:
+    def example(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         length = self.stream.seq_len
-        start, end = j * length, (j + 1) * length
-        u = int(np.searchsorted(self.cumulative, start, side="right"))
-        out = []
-        while start < end:
-            first = int(self.cumulative[u - 1]) if u else 0
-            stop = min(end, int(self.cumulative[u]))
-            if stop > start:
-                out.append(self.unit(u).tokens(start - first, stop - first))
-                start = stop
-            u += 1
-        return np.concatenate(out)
+        if not self.stream.task.chat:  # the epoch's tokens [j * seq_len, (j + 1) * seq_len)
+            start, end = j * length, (j + 1) * length
+            first = int(np.searchsorted(self.ends, start, side="right"))
+            last = int(np.searchsorted(self.ends, end - 1, side="right"))
+            pieces = []
+            for d in range(first, last + 1):
+                begin = int(self.ends[d] - self.lengths[d])
+                pieces.append(self._ids(d, max(start, begin) - begin, min(end, int(self.ends[d])) - begin))
+            ids = np.concatenate(pieces).astype(np.int32)
+            return ids, ids
+        ids = np.full(length, self.stream.tokenizer.eos_id, np.int32)  # padding: EOS, never learned
+        labels = np.full(length, IGNORE, np.int32)
+        at = 0
+        for d in range(int(self.firsts[j]), int(self.firsts[j + 1])):
+            n, prompt = int(self.lengths[d]), int(self.prompts[self.docs[d]])
+            ids[at: at + n] = self._ids(d, 0, n)
+            labels[at + prompt: at + n] = ids[at + prompt: at + n]
+            at += n
+        return ids, labels
 
 
-class _Unit:
-    """The documents of one row group in epoch order: tokenized on demand, a chunk of documents at a time.
-
-    A seek needs the tokens of the few documents a sequence overlaps; the index gives every document's
-    token count, so only the chunks holding them are tokenized (not the whole row group). Reading on,
-    chunks behind the position are dropped: memory stays at the row group's text plus a few chunks.
-    """
-
-    CHUNK = 16  # documents tokenized together (one encode_batch call)
-
-    def __init__(self, texts: pa.ChunkedArray, counts: np.ndarray, tokenizer: Tokenizer):
-        self.texts, self.tokenizer = texts, tokenizer
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # token offset of each document
-        self.chunks: dict[int, np.ndarray] = {}
-
-    def _chunk(self, c: int) -> np.ndarray:
-        if c not in self.chunks:
-            texts = self.texts.slice(c * self.CHUNK, self.CHUNK).to_pylist()
-            eos = self.tokenizer.eos_id
-            self.chunks[c] = np.concatenate([np.array([*ids, eos], np.int32) for ids in self.tokenizer.encode(texts)])
-        return self.chunks[c]
-
-    def tokens(self, a: int, b: int) -> np.ndarray:
-        """Tokens ``[a, b)`` of the row group's stream of documents, each followed by EOS."""
-        first = int(np.searchsorted(self.starts, a, side="right")) - 1
-        last = int(np.searchsorted(self.starts, b, side="left")) - 1  # the document holding token b - 1
-        low, high = first // self.CHUNK, last // self.CHUNK
-        for c in [c for c in self.chunks if c < low]:
-            del self.chunks[c]
-        base = int(self.starts[low * self.CHUNK])
-        joined = np.concatenate([self._chunk(c) for c in range(low, high + 1)])
-        return joined[a - base: b - base]
+def _pack(lengths: np.ndarray, seq_len: int) -> np.ndarray:
+    """The first pair of each sequence (and the count of pairs, last): pairs in order, each whole in one
+    sequence, a new sequence begun when the next pair does not fit in what is left (every length <= seq_len)."""
+    firsts, used = [0], 0
+    for d, n in enumerate(lengths.tolist()):
+        if used + n > seq_len:
+            firsts.append(d)
+            used = 0
+        used += n
+    if lengths.size:
+        firsts.append(lengths.size)
+    return np.array(firsts, np.int64)
 
 
 # ---------------------------------------------------------------- ranks, workers, batches
@@ -416,9 +542,10 @@ class Layout:
 
 
 def micro_batches(stream: PackedStream, layout: Layout, first_step: int, worker: int = 0,
-                  workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(global index of the first sequence, array micro_batch x seq_len) for this rank, from ``first_step`` on;
-    worker ``k`` of ``K`` yields every ``K``-th micro-batch (the ``DataLoader`` round-robin restores the order)."""
+                  workers: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(global index of the first sequence, ids, labels: arrays micro_batch x seq_len) for this rank, from
+    ``first_step`` on; worker ``k`` of ``K`` yields every ``K``-th micro-batch (the ``DataLoader`` round-robin
+    restores the order)."""
     count = 0
     step = first_step
     while True:
@@ -427,13 +554,12 @@ def micro_batches(stream: PackedStream, layout: Layout, first_step: int, worker:
             if count % workers == worker:
                 indices = sequences[m * layout.micro_batch:(m + 1) * layout.micro_batch]
                 try:
-                    batch = np.stack([stream.sequence(g) for g in indices])
+                    ids, labels = _stack([stream.example(g) for g in indices])
                 except StopIteration:
                     return
-                yield indices[0], batch
+                yield indices[0], ids, labels
             count += 1
         step += 1
-
 
 
 def eval_batches(stream: PackedStream, world: int, rank: int, micro_batch: int) -> Iterator[np.ndarray]:
@@ -443,3 +569,8 @@ def eval_batches(stream: PackedStream, world: int, rank: int, micro_batch: int) 
     mine = [rank + world * i for i in range(per_rank)]
     for start in range(0, per_rank, micro_batch):
         yield np.stack([stream.sequence(g) for g in mine[start:start + micro_batch]])
+
+
+def _stack(examples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.stack([i for i, _ in examples])
+    return ids, ids if all(i is labels for i, labels in examples) else np.stack([labels for _, labels in examples])
