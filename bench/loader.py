@@ -11,9 +11,10 @@ Hugging Face tokenizer folder. Both sides use it through its ``tokenizers`` back
 document, sequences of 1024 tokens.
 
 * **overton**: ``PackedStream(version, Tokenizer(folder), seq_len=1024, seed=0, cache=..., epochs=1)``, then
-  ``stream.sequence(g)`` for every ``g < stream.count()``. *cold*: no token index in the cache, so
-  ``count()`` first reads and tokenizes every document to build it (timed apart), then the epoch is read;
-  *warm*: a fresh stream whose index is cached, as on every run after the first.
+  ``stream.sequence(g)`` for every ``g < stream.count()``. *cold*: nothing in the cache, so ``count()`` first
+  reads and tokenizes every document once, storing its token ids and the token index (timed apart), then the
+  epoch is read from the stored ids; *warm*: a fresh stream whose index and ids are cached, as on every run
+  after the first. The stored ids' size on disk is reported.
 * **datasets**: ``load_dataset("parquet", data_files=<the version's data files>, split="train",
   streaming=True, columns=["text"])``, ``.shuffle(seed=0, buffer_size=10_000)`` (what users do; the buffer
   is larger than this corpus, so it shuffles the whole epoch), ``.map(tokenize, batched=True)`` (the same
@@ -261,11 +262,17 @@ def overton_index(version: Path, folder: Path, cache: Path) -> tuple[int, float]
 
 
 def overton_document_tokens(version: Path, folder: Path, cache: Path) -> list[int]:
-    from overton.train.loader import token_index
-
     stream = overton_stream(version, overton_tokenizer(folder, Meter()), cache)
-    epoch = stream._epoch(0, 0)  # the index is cached: this reads it
-    return sorted(token_index(epoch.version, epoch.entries, stream.tokenizer, cache).column("tokens").to_pylist())
+    _, index = stream._index(0)  # the index is cached: this reads it
+    return sorted(index.column("tokens").to_pylist())
+
+
+def stored_ids(cache: Path, tokens: int) -> dict[str, Any]:
+    """What the stored token ids cost on disk: bytes, and bytes per token of the index."""
+    files = [p for p in cache.glob("tokens-*/*") if p.suffix in (".u16", ".u32")]
+    size = sum(p.stat().st_size for p in files)
+    return {"files": len(files), "bytes": size, "tokens": tokens, "bytes_per_token": round(size / max(1, tokens), 3),
+            "index_bytes": sum(p.stat().st_size for p in cache.glob("tokens-*/*.parquet"))}
 
 
 def overton_seek(version: Path, folder: Path, cache: Path, g: int) -> tuple[float, float, str, float]:
@@ -539,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         # -- throughput
         cold_rows, overton_digests = overton_epoch(version, folder, cache, text_mb, cold=True)
         rows += cold_rows
+        checks["stored_ids"] = stored_ids(cache, cold_rows[0].tokens)
         count = cold_rows[-1].sequences
         targets = [int(f * count) for f in FRACTIONS]
         log("overton cold epoch")
@@ -567,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         if side is not None:
             best = rows[-1]
             overton_lengths = overton_document_tokens(version, folder, cache)
-            checks = {"documents": len(overton_lengths), "overton_tokens": sum(overton_lengths),
+            checks |= {"documents": len(overton_lengths), "overton_tokens": sum(overton_lengths),
                       "datasets_tokens_before_packing": best.extra["tokens_before_packing"],
                       "same_document_token_counts": overton_lengths == sorted(side.lengths),
                       "same_sequence_count": best.sequences == count}
@@ -641,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
             warnings.append(f"{s.method} ({s.config}): the sequence resumed at g={s.g} is not the uninterrupted "
                             f"epoch's")
     print(markdown(rows, ratios, seeks))
+    ids = checks["stored_ids"]
+    print(f"\nstored token ids: {ids['bytes'] / MB:.2f} MB in {ids['files']} files for {ids['tokens']:,} tokens "
+          f"({ids['bytes_per_token']} bytes a token), token index {ids['index_bytes'] / MB:.2f} MB")
     for warning in warnings:
         print(f"WARNING: {warning}")
     results = {
