@@ -99,6 +99,17 @@ def weights(ws: Path) -> dict[str, torch.Tensor]:
     return load_file(ws / "train" / "model" / "model.safetensors")
 
 
+def checkpoint_state(folder: Path) -> dict:
+    """The model and optimizer states of a checkpoint (written with torch.distributed.checkpoint), whole."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(folder, folder.parent / f"{folder.name}.pt")
+    try:
+        return torch.load(folder.parent / f"{folder.name}.pt", weights_only=False)
+    finally:
+        (folder.parent / f"{folder.name}.pt").unlink()
+
+
 def committed(ws: Path) -> list[str]:
     return sorted(p.name for p in (ws / "train" / "checkpoints").iterdir())
 
@@ -154,7 +165,7 @@ def test_a_run_learns_logs_evaluates_and_exports(base, tmp_path: Path):
 
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     assert type(model).__name__ == "GPTJForCausalLM"
-    trained = torch.load(out / "checkpoints" / "step-000020" / "model.pt", weights_only=True)
+    trained = checkpoint_state(out / "checkpoints" / "step-000020")["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in trained.items() if k in model.state_dict())
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     ids = tokenizer("Le gouvernement", return_tensors="pt").input_ids
@@ -220,13 +231,13 @@ def test_sigkill_then_the_same_command_ends_with_identical_weights(base, referen
     older, newest = committed(ws)[-2:]
     # what a kill during the next save leaves, and a newest checkpoint damaged after its commit
     (ws / "train" / "checkpoints" / ".tmp-step-999999-deadbeef").mkdir()
-    (ws / "train" / "checkpoints" / ".tmp-step-999999-deadbeef" / "model.pt").write_bytes(b"half")
-    with open(ws / "train" / "checkpoints" / newest / "optimizer.pt", "r+b") as handle:
+    (ws / "train" / "checkpoints" / ".tmp-step-999999-deadbeef" / "__0_0.distcp").write_bytes(b"half")
+    with open(ws / "train" / "checkpoints" / newest / "__0_0.distcp", "r+b") as handle:
         handle.truncate(100)
 
     done = run(ws)
     assert done.returncode == 0, done.stderr
-    assert f"skipping checkpoint {newest}: optimizer.pt has 100 bytes" in done.stdout
+    assert f"skipping checkpoint {newest}: __0_0.distcp has 100 bytes" in done.stdout
     assert "removed 1 unfinished checkpoint folder(s)" in done.stdout
     assert f"resuming at step {int(older[5:])}:" in done.stdout
     assert losses(ws) == losses(reference)  # the same sequences, step by step, logged once each
@@ -239,7 +250,7 @@ def test_a_flipped_byte_in_the_newest_checkpoint_is_found_and_the_one_before_res
     ws, returncode, _, _ = interrupted(base, tmp_path / "ws", 8, signal.SIGKILL)
     assert returncode == -signal.SIGKILL
     older, newest = committed(ws)[-2:]
-    model = ws / "train" / "checkpoints" / newest / "model.pt"
+    model = ws / "train" / "checkpoints" / newest / "__0_0.distcp"
     size = model.stat().st_size
     with open(model, "r+b") as handle:  # silent damage: the size stays, sizes cannot see it
         handle.seek(size // 2)
@@ -250,7 +261,7 @@ def test_a_flipped_byte_in_the_newest_checkpoint_is_found_and_the_one_before_res
 
     done = run(ws)
     assert done.returncode == 0, done.stderr
-    assert f"{newest}: model.pt: checksum differs from COMMITTED.json; skipped\n" in done.stdout
+    assert f"{newest}: __0_0.distcp: checksum differs from COMMITTED.json; skipped\n" in done.stdout
     assert re.search(rf"^{older}: checksums verified \(\d\.\d MB in \d+\.\d s\)$", done.stdout, re.MULTILINE)
     assert f"resuming at step {int(older[5:])}:" in done.stdout
     assert losses(ws) == losses(reference)  # not one step trained from the damaged weights
@@ -270,10 +281,10 @@ def test_sigkill_during_a_save_resumes_from_the_previous_checkpoint(base, tmp_pa
     process = subprocess.Popen(command(ws), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
-        while not any((p / "model.pt").exists() for p in checkpoints.glob(".tmp-step-000004-*")):
+        while not any((p / "__0_0.distcp").exists() for p in checkpoints.glob(".tmp-step-000004-*")):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.001)
-        process.send_signal(signal.SIGKILL)  # model.pt is being written: the marker is not there yet
+        process.send_signal(signal.SIGKILL)  # the state is being written: the marker is not there yet
         process.wait(timeout=60)
     finally:
         process.kill()

@@ -338,6 +338,7 @@ class TrainConfig(_Section):
     clip: float = Field(1.0, gt=0)
     precision: str = Field("auto", pattern=r"^(auto|bf16|fp32)$")
     activation_checkpointing: bool = False
+    strategy: str = Field("auto", pattern=r"^(auto|ddp|fsdp|lora)$")
     seed: int = 0
     follow: bool = False
     follow_poll_seconds: float = Field(60.0, gt=0)
@@ -788,6 +789,9 @@ clip = 1.0
 precision = "auto"
 # Recompute activations in the backward pass: less memory, about a third more compute.
 activation_checkpointing = false
+# How the model is spread over the devices: "ddp" (the whole model and AdamW on each), or "auto":
+# the fastest that fits the devices present.
+strategy = "auto"
 # Seed of the model initialisation (from model_config) and of the data order.
 seed = 0
 # After `epochs` passes over the dataset's latest version (epochs must be 1 or more), wait for newer

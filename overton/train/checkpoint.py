@@ -49,7 +49,9 @@ the size of one checkpoint; ``preflight()`` refuses to start, with one line, whe
 ``keep`` checkpoints plus the one being written plus the final export.
 
 One trainer per ``root`` at a time. For multi-process saves, rank 0 calls ``begin()`` and shares the
-temporary path, every rank writes into it, and after a barrier rank 0 calls ``commit()``.
+temporary path, every rank writes into it and hashes what it wrote (``file_digest``: the files are in its
+page cache, and the hashing is split between the ranks and their machines instead of rank 0 reading
+the whole checkpoint back), and rank 0 calls ``commit()`` with every rank's digests once all have written.
 This module needs no torch, except ``estimate_checkpoint_bytes`` and ``module_bytes`` which measure one.
 """
 
@@ -298,10 +300,15 @@ class CheckpointManager:
         """Remove a temporary folder whose save failed."""
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def commit(self, tmp: Path, step: int, meta: dict) -> Path:
-        """fsync everything in ``tmp``, write the marker last, rename to ``step-NNNNNN``, then rotate."""
+    def commit(self, tmp: Path, step: int, meta: dict, digests: dict[Path, tuple[int, str]] | None = None) -> Path:
+        """fsync everything in ``tmp``, write the marker last, rename to ``step-NNNNNN``, then rotate.
+
+        ``digests``: files other processes wrote and hashed themselves (path -> size, BLAKE3 hex digest);
+        kept when the size still matches, like those ``open()`` hashed. Any other file is read back here.
+        """
         final = self.root / step_name(step)
         replaced = None
+        self._written.update({Path(path): value for path, value in (digests or {}).items()})
         try:
             files = self._sync_and_list(tmp)
             marker = {

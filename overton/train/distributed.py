@@ -2,7 +2,8 @@
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them this is rank 0 of 1 and no
 process group is created, so ``python -m overton train`` and ``overton train`` work as they are.
-The backend is NCCL on GPUs and gloo on CPUs (the tests run two gloo processes on one machine).
+The backend is NCCL on GPUs, with gloo beside it for tensors on the CPU (FSDP's CPU offload reduces the
+gradient norm there), and gloo on CPUs (the tests run two gloo processes on one machine).
 A rank ends with the ``torchrun`` that started it, also when that one is killed (SIGKILL leaves no
 time to stop its ranks, which would go on training).
 """
@@ -17,6 +18,10 @@ import torch
 import torch.distributed as dist
 
 from overton.corpus.lifetime import die_with_parent
+
+
+def _backend(device: torch.device) -> str:
+    return "cuda:nccl,cpu:gloo" if device.type == "cuda" else "gloo"
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class Distributed:
         else:
             device = torch.device("cpu")
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group(_backend(device))
         return cls(rank, world, local_rank, device)
 
     @property
@@ -46,7 +51,7 @@ class Distributed:
         return self.rank == 0
 
     def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
+        if dist.is_initialized():
             dist.destroy_process_group()
 
     def barrier(self) -> None:
@@ -67,6 +72,19 @@ class Distributed:
         if self.world > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor)
+
+    def group(self) -> None:
+        """A process group even for one process (FSDP shards over one): gloo or NCCL over an in-memory store."""
+        if not dist.is_initialized():
+            dist.init_process_group(_backend(self.device), store=dist.HashStore(), rank=0, world_size=1)
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value``, in rank order, on rank 0; None on the others."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world if self.main else None
+        dist.gather_object(value, values, dst=0)
+        return values
 
     def share(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (a path, a decision, an error message)."""

@@ -19,8 +19,25 @@ from overton.corpus.atomic import fsync_dir, fsync_tree
 from overton.corpus.errors import UserError
 
 
-def load_model(name_or_path: str, config_file: str, seed: int, vocab_size: int):
-    """``GPTJForCausalLM`` from a pretrained folder/name, or new from a GPT-J ``config.json`` (seeded init)."""
+def attention_implementation(device: torch.device, bf16: bool) -> str:
+    """The attention kernel to train with: never ``eager`` (it stores every score matrix, in fp32).
+
+    transformers' GPT-J accepts ``eager``, ``sdpa`` (PyTorch's scaled_dot_product_attention, which picks its
+    flash or memory-efficient kernel on GPUs), ``flash_attention_2``/``_3`` and ``flex_attention``
+    (transformers 5.24). ``flash_attention_2`` when the ``flash-attn`` package is installed and the run
+    computes in bf16 on a GPU (it has no fp32 kernel); ``sdpa`` otherwise.
+    """
+    if device.type == "cuda" and bf16:
+        from transformers.utils import is_flash_attn_2_available
+
+        if is_flash_attn_2_available():
+            return "flash_attention_2"
+    return "sdpa"
+
+
+def load_model(name_or_path: str, config_file: str, seed: int, vocab_size: int, attention: str = "sdpa"):
+    """``GPTJForCausalLM`` from a pretrained folder/name, or new from a GPT-J ``config.json`` (seeded init),
+    with the ``attention`` implementation."""
     from transformers import GPTJConfig, GPTJForCausalLM
 
     if name_or_path:
@@ -40,8 +57,10 @@ def load_model(name_or_path: str, config_file: str, seed: int, vocab_size: int):
         raise UserError(f"the tokenizer has {vocab_size} tokens, more than the model's vocab_size {config.vocab_size}")
     torch.manual_seed(seed)
     if name_or_path:
-        return GPTJForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
-    return GPTJForCausalLM(config)
+        return GPTJForCausalLM.from_pretrained(name_or_path, dtype=torch.float32, attn_implementation=attention)
+    model = GPTJForCausalLM(config)
+    model.set_attn_implementation(attention)
+    return model
 
 
 def export_bytes(model, dtype: torch.dtype) -> int:
@@ -50,13 +69,17 @@ def export_bytes(model, dtype: torch.dtype) -> int:
     return sum(t.numel() for t in model.state_dict().values()) * size
 
 
-def export(model, folder: Path, dtype: torch.dtype, tokenizer: str) -> Path:
-    """``save_pretrained`` into a temporary folder with the tokenizer, fsync, then swap it in for ``folder``."""
+def export(model, folder: Path, dtype: torch.dtype, tokenizer: str, state: dict | None = None) -> Path:
+    """``save_pretrained`` into a temporary folder with the tokenizer, fsync, then swap it in for ``folder``.
+
+    ``state``: the whole model's state dict when ``model`` holds only its shard of it (FSDP gathers it).
+    """
     from transformers import AutoTokenizer
 
     tag = secrets.token_hex(4)
     tmp, old = (folder.with_name(f".tmp-{folder.name}-{kind}-{tag}") for kind in ("new", "old"))
-    state = {name: tensor.detach().to(dtype) for name, tensor in model.state_dict().items()}
+    state = model.state_dict() if state is None else state
+    state = {name: tensor.detach().to(dtype) for name, tensor in state.items()}
     model.save_pretrained(tmp, state_dict=state)
     config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
     config["dtype"] = str(dtype).removeprefix("torch.")  # the model trains in fp32: say what the file holds

@@ -1,16 +1,18 @@
 """``overton train``: GPT-J causal-LM training that any stop can interrupt and the same command resumes.
 
 One optimizer step takes ``global_batch`` sequences of the loader's global stream: each of the ``W``
-processes (``torchrun``; DDP) takes ``global_batch / W`` of them in micro-batches, accumulating gradients
-(DDP synchronises on the last micro-batch only). Gradients are clipped by their global norm; AdamW's
-learning rate warms up linearly, then decays along a cosine to ``lr * min_lr_ratio`` at the last step.
-Parameters stay fp32; with ``precision = "bf16"`` (the default on GPUs that have it) the forward and
-backward passes run under bf16 autocast.
+processes (``torchrun``) takes ``global_batch / W`` of them in micro-batches, accumulating gradients.
+Gradients are clipped by their global norm; AdamW's learning rate warms up linearly, then decays along a
+cosine to ``lr * min_lr_ratio`` at the last step. Parameters stay fp32; with ``precision = "bf16"`` (the
+default on GPUs that have it) the forward and backward passes compute in bf16. How the model is spread over
+the processes (DDP, FSDP), what trains, and how its state is saved is the strategy's business
+(:mod:`overton.train.strategies`); this loop is the same for all of them.
 
 What makes it resumable:
 
-* a checkpoint (``overton.train.checkpoint``: atomic, committed by a marker, rotated) holds the model,
-  AdamW and scheduler states, each rank's RNG states and the loader's state: the step (the position in
+* a checkpoint (``overton.train.checkpoint``: atomic, committed by a marker, rotated) holds the model and
+  AdamW states (the strategy's, through DCP), the scheduler state, each rank's RNG states and the loader's
+  state: the step (the position in
   the global stream is ``step * global_batch``) and the dataset segments read so far. Same command after
   a crash, a kill or a preemption: the newest committed checkpoint whose files match their checksums is
   loaded and the run goes on with the sequences an uninterrupted run would have seen next, on any number
@@ -26,7 +28,6 @@ and ``loss.png`` is drawn from ``metrics.jsonl``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -38,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from overton.corpus.config import TrainConfig
@@ -46,13 +46,14 @@ from overton.corpus.errors import UserError
 from overton.corpus.lifetime import worker_of
 from overton.corpus.workspace import Workspace
 from overton.train.budget import GPUS, ModelShape, flops_per_token
-from overton.train.checkpoint import CheckpointManager, estimate_checkpoint_bytes, human_bytes
+from overton.train.checkpoint import CheckpointManager, file_digest, human_bytes
 from overton.train.data import SequenceDataset
 from overton.train.distributed import Distributed
 from overton.train.loader import Layout, PackedStream, Tokenizer, eval_batches
 from overton.train.metrics import Metrics, plot_loss
-from overton.train.model import export, export_bytes, load_model
+from overton.train.model import load_model
 from overton.train.sources import Sources, selection
+from overton.train.strategies import strategy_class
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -98,6 +99,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite: ``overton train`` exits 1 with this message and saves nothing."""
+
+
+def _inputs(batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ids and labels of a micro-batch: a tensor of ids (labels are the ids: every token is learned), or a
+    mapping with ``input_ids`` and optional ``labels`` (-100 where no loss is taken, e.g. a prompt)."""
+    if isinstance(batch, torch.Tensor):
+        ids = batch.to(device, non_blocking=True)
+        return ids, ids
+    ids = batch["input_ids"].to(device, non_blocking=True)
+    labels = batch.get("labels")
+    return ids, ids if labels is None else labels.to(device, non_blocking=True)
 
 
 def _loader_worker(parent: int, _worker: int) -> None:
@@ -159,25 +171,19 @@ class Run:
         if s.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-        self.model = model.to(d.device)
-        self.flops_per_token = flops_per_token(ModelShape.from_gptj_config(model.config.to_dict()), s.seq_len)
+        shape = ModelShape.from_gptj_config(model.config.to_dict())
+        self.flops_per_token = flops_per_token(shape, s.seq_len)
         self.peak = peak_flops(s, d.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, betas=(s.adam_beta1, s.adam_beta2),
-                                           weight_decay=s.weight_decay)
+        self.strategy = strategy_class(self._strategy_name())(d, s, self.bf16)
+        self.strategy.prepare(model)
+        self.optimizer = self.strategy.optimizer
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, functools.partial(lr_factor, warmup=s.warmup_steps, total=self.last_step,
                                               min_ratio=s.min_lr_ratio))
         self.manager = CheckpointManager(self.paths.checkpoints, keep=s.keep)
-        self.checkpoint_bytes = estimate_checkpoint_bytes(self.model)
-        self.export_bytes = export_bytes(self.model, self.export_dtype)
 
-    @property
-    def export_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.bf16 else torch.float32
-
-    @property
-    def unwrapped(self) -> torch.nn.Module:
-        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+    def _strategy_name(self) -> str:
+        return "ddp" if self.settings.strategy == "auto" else self.settings.strategy
 
     def _on_main(self, function):
         """``function()`` on rank 0 only; its result is shared with every rank, its UserError raised on all."""
@@ -209,19 +215,20 @@ class Run:
 
     def save(self, step: int) -> Path:
         def begin() -> str:
-            self.manager.preflight(self.checkpoint_bytes, self.export_bytes)
+            self.manager.preflight(self.strategy.checkpoint_bytes, self.strategy.export_bytes)
             return str(self.manager.begin(step))
 
         tmp = Path(self._on_main(begin))
-        torch.save(_rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")  # small: rank 0's commit hashes it
-        if self.dist.main:  # hashed as they are written, so the commit does not read them back
-            for name, state in (("model.pt", self.unwrapped.state_dict()),
-                                ("optimizer.pt", self.optimizer.state_dict()),
-                                ("scheduler.pt", self.scheduler.state_dict())):
-                with self.manager.open(tmp / name) as handle:
-                    torch.save(state, handle)
-        self.dist.barrier()
-        return Path(self._on_main(lambda: str(self.manager.commit(tmp, step, self._meta(step)))))
+        rng = tmp / f"rng-rank{self.dist.rank}.pt"
+        torch.save(_rng_state(), rng)
+        written = [rng, *self.strategy.save(tmp)]  # every rank its part of the model and optimizer state
+        if self.dist.main:  # hashed as it is written
+            with self.manager.open(tmp / "scheduler.pt") as handle:
+                torch.save(self.scheduler.state_dict(), handle)
+        # each rank hashes what it wrote (in its page cache); rank 0 commits once every rank has reported
+        reports = self.dist.gather({str(path): (path.stat().st_size, file_digest(path)) for path in written})
+        return Path(self._on_main(lambda: str(self.manager.commit(
+            tmp, step, self._meta(step), {path: value for report in reports for path, value in report.items()}))))
 
     def resume(self) -> int | None:
         """Load the newest committed checkpoint whose checksums match; its step, or None on a fresh start.
@@ -259,10 +266,9 @@ class Run:
         if self.dist.main and meta.get("selection", self._selection_settings()) != self._selection_settings():
             print(f"note: the document selection changed since {path.name} (sources, dates, speakers, weights, "
                   "held-out split or epochs): the run goes on at the same position of the new selection's stream")
-        load = functools.partial(torch.load, map_location=self.dist.device, weights_only=True)
-        self.unwrapped.load_state_dict(load(path / "model.pt"))
-        self.optimizer.load_state_dict(load(path / "optimizer.pt"))
-        self.scheduler.load_state_dict(load(path / "scheduler.pt"))
+        self.strategy.load(path)
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location=self.dist.device,
+                                                  weights_only=True))
         rng = path / f"rng-rank{self.dist.rank}.pt"
         if rng.is_file():
             _set_rng_state(torch.load(rng, weights_only=True))
@@ -276,11 +282,11 @@ class Run:
 
     def evaluate(self, stream: PackedStream) -> tuple[float, int]:
         """Mean loss over the held-out sequences (at most ``eval_batches`` micro-batches per rank)."""
-        model = self.unwrapped
+        model = self.strategy.module
         model.eval()
         total, batches = torch.zeros((), dtype=torch.float64, device=self.dist.device), 0
         limit = self.settings.eval_batches or None
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.strategy.autocast():
             for batch in eval_batches(stream, self.dist.world, self.dist.rank, self.settings.micro_batch):
                 ids = torch.from_numpy(batch.astype("int64")).to(self.dist.device)
                 total += model(input_ids=ids, labels=ids).loss.double()
@@ -313,14 +319,12 @@ class Run:
             return None
         return stream
 
-    def _autocast(self):
-        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
     # ---------------------------------------------------------------------------- training
 
     def run(self) -> Outcome:
         s, d = self.settings, self.dist
-        preflight = self._on_main(lambda: self.manager.preflight(self.checkpoint_bytes, self.export_bytes))
+        preflight = self._on_main(lambda: self.manager.preflight(self.strategy.checkpoint_bytes,
+                                                                 self.strategy.export_bytes))
         resumed = self.resume()
         start = resumed or 0
         metrics = Metrics(self.paths.output, start, self.last_step, enabled=d.main, tensorboard=s.tensorboard,
@@ -330,11 +334,8 @@ class Run:
         metrics.say(f"{'resuming at step ' + str(start) if resumed is not None else 'starting'}: "
                     f"{self.last_step} steps of {s.global_batch} sequences x {s.seq_len} tokens; {d.world} "
                     f"process(es) x micro-batch {s.micro_batch} x {self.layout.accumulation} accumulation; "
-                    f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}")
+                    f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}; {self.strategy.describe()}")
         evaluation = self._evaluation_stream(metrics)
-        if d.world > 1:
-            self.model = DistributedDataParallel(self.model, device_ids=[d.device.index] if d.device.type == "cuda"
-                                                 else None)
         loader = DataLoader(SequenceDataset(self.make_stream, self.layout, start), batch_size=None,
                             num_workers=s.loader_workers, pin_memory=d.device.type == "cuda",
                             worker_init_fn=functools.partial(_loader_worker, os.getpid()))
@@ -349,21 +350,20 @@ class Run:
         window_loss = torch.zeros((), dtype=torch.float64, device=d.device)
         window_steps, window_seconds = 0, 0.0
         try:
-            self.model.train()
+            strategy = self.strategy
+            strategy.model.train()
             while step < self.last_step:
                 began = time.perf_counter()
                 lr = self.scheduler.get_last_lr()[0]
                 for m in range(self.layout.accumulation):
                     _first, batch = next(batches)
-                    ids = batch.to(d.device, non_blocking=True)
-                    last = m == self.layout.accumulation - 1
-                    sync = contextlib.nullcontext() if last or d.world == 1 else self.model.no_sync()
-                    with sync:
-                        with self._autocast():
-                            loss = self.model(input_ids=ids, labels=ids).loss
+                    ids, labels = _inputs(batch, d.device)
+                    with strategy.accumulate(last=m == self.layout.accumulation - 1):
+                        with strategy.autocast():
+                            loss = strategy.model(input_ids=ids, labels=labels).loss
                         (loss / self.layout.accumulation).backward()
                     window_loss += loss.detach().double() / self.layout.accumulation
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
+                grad_norm = strategy.clip(s.clip)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -395,13 +395,14 @@ class Run:
                                 "saved; run the same command to resume")
                     return Outcome(step, self.last_step, stop["signal"] or "peer", resumed, None, last_loss)
             exported = None
-            if d.main and resumed == self.last_step and self.paths.export.is_dir():
-                exported = self.paths.export
-                metrics.say(f"already done: {step} steps; the model is in {exported}")
-            elif d.main:
-                exported = export(self.unwrapped, self.paths.export, self.export_dtype, self.paths.tokenizer)
-                plot_loss(metrics.path, self.paths.output / "loss.png")
-                metrics.say(f"done: {step} steps; model exported to {exported}")
+            if resumed == self.last_step and self._on_main(self.paths.export.is_dir):
+                exported = self.paths.export if d.main else None
+                metrics.say(f"already done: {step} steps; the model is in {self.paths.export}")
+            else:
+                exported = strategy.export(self.paths.export, self.paths.tokenizer)  # every rank: FSDP gathers
+                if d.main:
+                    plot_loss(metrics.path, self.paths.output / "loss.png")
+                metrics.say(f"done: {step} steps; model exported to {self.paths.export}")
             d.barrier()
             return Outcome(step, self.last_step, None, resumed, exported, last_loss)
         finally:
