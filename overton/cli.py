@@ -260,6 +260,78 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
+def _model_workspace(args, pretrained) -> Workspace | None:
+    """The workspace that trained a checkpoint, else --workspace, else the current folder if it is one."""
+    if pretrained.workspace is not None:
+        return pretrained.workspace
+    if args.workspace:
+        return Workspace.open(Path(args.workspace))
+    return Workspace.open(Path(".")) if Path("overton.toml").is_file() else None
+
+
+def cmd_generate(args) -> int:
+    from overton.train.generate import Sampling, chat_prompt, chat_template, generate
+    from overton.train.pretrained import load, pick_device
+
+    pretrained = load(args.model, pick_device(args.device))
+    prompt = chat_prompt(chat_template(_model_workspace(args, pretrained)), args.prompt) if args.chat \
+        else args.prompt
+    sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed)
+    generate(pretrained, prompt, sampling, echo=not args.chat)
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from overton.train.evaluate import dataset_texts, evaluate, file_text, report
+    from overton.train.pretrained import load, pick_device
+
+    held_out = None
+    if args.held_out:
+        from overton.train.sources import selection
+
+        if not args.dataset:
+            raise UserError("--held-out chooses documents of a --dataset")
+        held_out = selection(Workspace.open(Path(args.workspace or ".")).config().train)
+        if not (held_out.eval_fraction or held_out.eval_since):
+            raise UserError("--held-out: the [train] settings hold nothing out (set eval_fraction or eval_since)")
+    if args.text and (args.sources or args.limit is not None):
+        raise UserError("--sources and --limit choose documents of a --dataset, not of a --text file")
+    device = pick_device(args.device)
+    models = [load(args.model, device)] + ([load(args.compare, device)] if args.compare else [])
+    context = args.context or min(m.positions for m in models)
+    stride = args.stride or max(1, context // 2)
+    scores = []
+    for pretrained in models:
+        texts = file_text(args.text) if args.text else dataset_texts(
+            args.dataset, [s for s in (args.sources or "").split(",") if s], args.limit, held_out)
+        score = evaluate(pretrained, texts, context, stride, args.batch, progress=not args.quiet)
+        scores.append((pretrained.label if pretrained is models[0] else f"base: {pretrained.label}", score))
+    print("\n".join(report(scores, context, stride)))
+    return EXIT_OK
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
+def _top_p(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 1")
+    return number
+
+
 def cmd_demo(args) -> int:
     from overton.demo import run_demo
 
@@ -343,6 +415,45 @@ def parser() -> argparse.ArgumentParser:
                      "125M, 350M, 1.3B, 2.7B or 6B, or a parameter count such as 6e9 (the nearest shape)")
     sub.add_argument("--follow", action="store_true", help="after [train] epochs over the dataset, wait for newer "
                      "versions and train on what they add (as [train] follow = true)")
+    sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    model_help = ("an exported model folder (<output>/model), a training output folder (its newest committed "
+                  "checkpoint) or a checkpoint folder (<output>/checkpoints/step-NNNNNN)")
+    sub = command("generate", cmd_generate, "write text with a trained model, printed as it comes", workspace=False)
+    sub.add_argument("model", metavar="MODEL", help=model_help)
+    sub.add_argument("--prompt", required=True, help="the start of the text (with --chat: the question)")
+    sub.add_argument("--chat", action="store_true", help="wrap the prompt in [train] chat_template and print the "
+                     "answer only")
+    sub.add_argument("--max-new-tokens", type=_positive, default=200, help="tokens to write at most (default 200)")
+    sub.add_argument("--temperature", type=_non_negative, default=0.8, help="sampling temperature; 0 = greedy "
+                     "(default 0.8)")
+    sub.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens; 0 = all (default 50)")
+    sub.add_argument("--top-p", type=_top_p, default=0.95, help="sample among the likeliest tokens of this total "
+                     "probability; 1 = all (default 0.95)")
+    sub.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same text (default 0)")
+    sub.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU, else the CPU)")
+    sub.add_argument("--workspace", "-w", help="the workspace whose [train] chat_template --chat uses (default: "
+                     "the one that trained the checkpoint, else the current folder)")
+
+    sub = command("evaluate", cmd_evaluate, "perplexity and bits per byte of a model on held-out text",
+                  workspace=False)
+    sub.add_argument("model", metavar="MODEL", help=model_help)
+    text = sub.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", metavar="FILE", help="a UTF-8 text file, read as one text")
+    text.add_argument("--dataset", metavar="VERSION", help="a dataset version folder (or a dataset folder: its "
+                      "latest version, or an fsspec URL): each document is a text")
+    sub.add_argument("--sources", metavar="A,B", help="with --dataset: only these sources' documents")
+    sub.add_argument("--limit", type=_positive, help="with --dataset: the first N documents only")
+    sub.add_argument("--held-out", action="store_true", help="with --dataset: only the documents the workspace's "
+                     "[train] eval_fraction or eval_since hold out of training")
+    sub.add_argument("--compare", metavar="BASE", help="a second model (the one fine-tuning started from) scored "
+                     "on the same text; prints both and the difference")
+    sub.add_argument("--context", type=_positive, help="tokens per window (default: the model's positions)")
+    sub.add_argument("--stride", type=_positive, help="tokens a window moves by (default: half the context)")
+    sub.add_argument("--batch", type=_positive, default=8, help="windows per forward pass (default 8)")
+    sub.add_argument("--device", help="cpu, cuda or cuda:N (default: the first GPU, else the CPU)")
+    sub.add_argument("--workspace", "-w", help="the workspace whose [train] settings --held-out follows (default: "
+                     "the current folder)")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     sub = command("demo", cmd_demo, "ingest and build the bundled sample corpus in a new workspace",
