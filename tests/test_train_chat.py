@@ -1,9 +1,13 @@
-"""``[train] task = "chat"``: question-answer pairs packed whole, the loss on the answers only, exact resume."""
+"""``[train] task = "chat"``: question-answer pairs packed whole, the loss on the answers only, exact resume,
+and a tiny GPT-J trained on the sample's questions that learns to answer after the template's prompt."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +22,9 @@ from overton.demo import sample_dir
 from overton.pipelines.build import build
 from overton.spiders.ingest import ingest
 from overton.train.loader import IGNORE, Layout, PackedStream, Task, Tokenizer, micro_batches
-from overton.train.tiny import EOS, train_tokenizer
+from overton.train.tiny import EOS, train_tokenizer, write_gptj_config
 
+BIN = Path(sys.executable).parent
 CHAT = Task("chat")
 REFUSED = r"'train.chat_template' must hold \{question\} once and then \{answer\} once, got"
 
@@ -163,3 +168,42 @@ def test_a_template_without_question_then_answer_is_refused(template: str):
     with pytest.raises(UserError, match=REFUSED):
         Task("chat", template)
     assert parse_config("[train]\ntask = \"chat\"\n").train.chat_template == CHAT_TEMPLATE
+
+
+# ------------------------------------------------------------------------------------------- a real run
+
+
+def test_a_chat_run_learns_to_answer_after_the_prompt(qa: Path, tmp_path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ws = tmp_path / "ws"
+    shutil.copytree(qa, ws, ignore=shutil.ignore_patterns("cache", "runs"))
+    write_gptj_config(ws / "tiny.json", vocab_size=512, eos_id=Tokenizer(str(ws / "tokenizer")).eos_id,
+                      n_layer=2, n_embd=128, n_head=4, n_positions=256)
+    settings = {"tokenizer": "tokenizer", "from_config": "tiny.json", "task": "chat", "seq_len": 256,
+                "micro_batch": 4, "global_batch": 4, "steps": 30, "lr": 3e-3, "warmup_steps": 3, "log_every": 5,
+                "eval_every": 0, "save_every": 30}  # answers cut at 256 tokens: 120 pairs seen in 30 steps
+    (ws / "overton.toml").write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+    done = subprocess.run([str(BIN / "overton"), "train", "-w", str(ws), "--quiet"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "chat: 24 question-answer pairs, " in done.stdout and "24 answers cut at seq_len 256" in done.stdout
+    losses = [json.loads(line)["loss"] for line in (ws / "train" / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert losses[-1] < losses[0] - 1.5  # the loss is the answers' alone: about 6.2 (ln 512) at the start
+
+    model = AutoModelForCausalLM.from_pretrained(ws / "train" / "model")
+    tokenizer = AutoTokenizer.from_pretrained(ws / "train" / "model")
+    known = pairs(qa)
+    starts = {tokenizer(answer).input_ids[0] for _, answer in known.values()}  # the answers' first tokens
+    assert len(starts) < 20  # of 512: a guess puts 5 x 20 / 512 = 0.2 of them in a top 5
+    for question, _ in known.values():
+        prompt = tokenizer(render(question, "")[0], return_tensors="pt").input_ids
+        with torch.no_grad():
+            likely = model(prompt).logits[0, -1].topk(5).indices.tolist()
+            out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        # after the prompt, the model's likeliest tokens are those the sample's answers begin with...
+        assert sum(token in starts for token in likely) >= 3, [tokenizer.decode([t]) for t in likely]
+        # ...and what it writes is not another prompt: the markers were never learned
+        assert "===" not in tokenizer.decode(out[0, prompt.shape[1]:])

@@ -115,8 +115,8 @@ def test_ranks_and_workers_share_the_stream_without_duplicate_or_gap(corpus, wor
         loader = iter(DataLoader(dataset, batch_size=None, num_workers=workers))
         for _ in range(steps * accumulation):
             first, batch = next(loader)
-            assert int(first) not in seen
-            seen[int(first)] = batch[0]
+            assert int(first) not in seen and list(batch) == ["input_ids"]  # text: the labels are the ids
+            seen[int(first)] = batch["input_ids"][0]
             assert int(first) in layout.rank_sequences(int(first) // layout.global_batch)
     assert sorted(seen) == list(range(steps * 6))
     reference = stream(corpus)
@@ -161,7 +161,7 @@ def test_filters_weights_and_a_held_out_split(corpus):
     assert len(held_recent.docs) == len(recent_docs) > 0
     batches = list(eval_batches(stream(corpus, selection=selection, evaluation=True), world=2, rank=1,
                                 micro_batch=2))
-    assert batches and all(b.shape == (2, SEQ) for b in batches)
+    assert batches and all(ids.shape == (2, SEQ) and labels is ids for ids, labels in batches)
 
 
 def test_follow_continues_with_the_documents_of_newer_versions(corpus, tmp_path: Path):

@@ -20,9 +20,14 @@ class SequenceDataset(IterableDataset):
         super().__init__()
         self.make_stream, self.layout, self.first_step = make_stream, layout, first_step
 
-    def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(first sequence, {"input_ids", and "labels" when they are not the ids}): the chat task's labels are the
+        ids with -100 on the prompts and the padding; the text task learns every token."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         stream = self.make_stream()
-        for first, ids, _labels in micro_batches(stream, self.layout, self.first_step, worker, workers):
-            yield first, torch.from_numpy(ids.astype("int64"))
+        for first, ids, labels in micro_batches(stream, self.layout, self.first_step, worker, workers):
+            batch = {"input_ids": torch.from_numpy(ids.astype("int64"))}
+            if labels is not ids:
+                batch["labels"] = torch.from_numpy(labels.astype("int64"))
+            yield first, batch

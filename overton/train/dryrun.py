@@ -30,7 +30,7 @@ from overton.corpus.workspace import Workspace
 from overton.train.budget import FP32_PARAMS, ModelShape, known_model, model_size, plan
 from overton.train.checkpoint import disk_free
 from overton.train.loader import PackedStream, Selection, Tokenizer
-from overton.train.sources import Sources, selection
+from overton.train.sources import Sources, selection, task
 
 # Characters per token of French text under GPT-J's tokenizer (GPT-2's byte-level BPE, 50,257 tokens, plus
 # 143 unused ones), for a dry run without a tokenizer. GPT-J's tokenizer cannot be downloaded here, but
@@ -93,7 +93,7 @@ def selected_tokens(paths: Sources, settings: TrainConfig) -> tuple[int, str | N
     """Tokens of one epoch of the selection: counted with the tokenizer, else estimated (with the line saying so)."""
     if paths.tokenizer:
         stream = PackedStream(paths.dataset, Tokenizer(paths.tokenizer), settings.seq_len, settings.seed,
-                              paths.output / "cache", selection(settings))
+                              paths.output / "cache", selection(settings), task=task(settings))
         return stream.selected_tokens(), None
     characters = selected_characters(paths.dataset, selection(settings), settings.seed)
     return round(characters / CHARS_PER_TOKEN), (

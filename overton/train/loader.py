@@ -562,13 +562,15 @@ def micro_batches(stream: PackedStream, layout: Layout, first_step: int, worker:
         step += 1
 
 
-def eval_batches(stream: PackedStream, world: int, rank: int, micro_batch: int) -> Iterator[np.ndarray]:
-    """This rank's share of a finite (evaluation) stream: the same number of batches on every rank."""
+def eval_batches(stream: PackedStream, world: int, rank: int,
+                 micro_batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """This rank's share of a finite (evaluation) stream, as (ids, labels) arrays: the same number of batches on
+    every rank."""
     total = stream.count() or 0
     per_rank = total // (world * micro_batch) * micro_batch
     mine = [rank + world * i for i in range(per_rank)]
     for start in range(0, per_rank, micro_batch):
-        yield np.stack([stream.sequence(g) for g in mine[start:start + micro_batch]])
+        yield _stack([stream.example(g) for g in mine[start:start + micro_batch]])
 
 
 def _stack(examples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from overton.corpus.config import TrainConfig
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
-from overton.train.loader import Selection
+from overton.train.loader import Selection, Task
 
 
 def _day(text: str) -> date | None:
@@ -20,6 +20,10 @@ def selection(settings: TrainConfig) -> Selection:
     return Selection(sources=tuple(settings.sources), since=_day(settings.since), until=_day(settings.until),
                      speakers=tuple(settings.speakers), weights=dict(settings.weights),
                      eval_fraction=settings.eval_fraction, eval_since=_day(settings.eval_since))
+
+
+def task(settings: TrainConfig) -> Task:
+    return Task(settings.task, settings.chat_template)
 
 
 def _local(workspace: Workspace, value: str) -> str:

@@ -52,7 +52,7 @@ from overton.train.distributed import Distributed
 from overton.train.loader import Layout, PackedStream, Tokenizer, eval_batches
 from overton.train.metrics import Metrics, plot_loss
 from overton.train.model import load_model
-from overton.train.sources import Sources, selection
+from overton.train.sources import Sources, selection, task
 from overton.train.strategies import strategy_class
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -155,7 +155,7 @@ class Run:
                             "training on what newer versions add")
         self.make_stream = functools.partial(PackedStream, self.paths.dataset, self.tokenizer, s.seq_len, s.seed,
                                              self.cache, selection(s), epochs=s.epochs or None, follow=s.follow,
-                                             poll_seconds=s.follow_poll_seconds)
+                                             poll_seconds=s.follow_poll_seconds, task=task(s))
         count = self._on_main(lambda: self.make_stream().count())  # rank 0 builds the token index first
         self.stream = self.make_stream()
         self.last_step = s.steps if count is None else min(s.steps, count // s.global_batch)
@@ -287,9 +287,9 @@ class Run:
         total, batches = torch.zeros((), dtype=torch.float64, device=self.dist.device), 0
         limit = self.settings.eval_batches or None
         with torch.no_grad(), self.strategy.autocast():
-            for batch in eval_batches(stream, self.dist.world, self.dist.rank, self.settings.micro_batch):
-                ids = torch.from_numpy(batch.astype("int64")).to(self.dist.device)
-                total += model(input_ids=ids, labels=ids).loss.double()
+            for ids, labels in eval_batches(stream, self.dist.world, self.dist.rank, self.settings.micro_batch):
+                ids, labels = (torch.from_numpy(a.astype("int64")).to(self.dist.device) for a in (ids, labels))
+                total += model(input_ids=ids, labels=labels).loss.double()
                 batches += 1
                 if batches == limit:
                     break
@@ -312,7 +312,7 @@ class Run:
             metrics.say("no evaluation: set [train] eval_fraction or eval_since to hold documents out")
             return None
         stream = PackedStream(self.paths.dataset, self.tokenizer, s.seq_len, s.seed, self.cache, selection(s),
-                              evaluation=True)
+                              evaluation=True, task=task(s))
         if stream.count() < s.micro_batch * self.dist.world:
             metrics.say(f"no evaluation: the held-out documents fill {stream.count()} sequences, fewer than "
                         f"micro_batch x processes = {s.micro_batch * self.dist.world}")
@@ -335,6 +335,8 @@ class Run:
                     f"{self.last_step} steps of {s.global_batch} sequences x {s.seq_len} tokens; {d.world} "
                     f"process(es) x micro-batch {s.micro_batch} x {self.layout.accumulation} accumulation; "
                     f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}; {self.strategy.describe()}")
+        if s.task == "chat":
+            metrics.say(self.stream.describe())
         evaluation = self._evaluation_stream(metrics)
         loader = DataLoader(SequenceDataset(self.make_stream, self.layout, start), batch_size=None,
                             num_workers=s.loader_workers, pin_memory=d.device.type == "cuda",
