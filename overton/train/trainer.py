@@ -338,9 +338,12 @@ class Run:
         if s.task == "chat":
             metrics.say(self.stream.describe())
         evaluation = self._evaluation_stream(metrics)
+        # its own generator: iter() draws the workers' base seed from it, not from the global RNG that a resume
+        # restores (one draw there would shift every dropout mask after a resume)
         loader = DataLoader(SequenceDataset(self.make_stream, self.layout, start), batch_size=None,
                             num_workers=s.loader_workers, pin_memory=d.device.type == "cuda",
-                            worker_init_fn=functools.partial(_loader_worker, os.getpid()))
+                            worker_init_fn=functools.partial(_loader_worker, os.getpid()),
+                            generator=torch.Generator().manual_seed(s.seed))
         batches = iter(loader)
         stop: dict[str, str | None] = {"signal": None}
 
