@@ -303,6 +303,16 @@ class TrainBudgetConfig(_Section):
     lora_rank: int = Field(8, ge=1)
 
 
+class TrainLoraConfig(_Section):
+    """``[train] strategy = "lora"``: the adapters ``overton.train.strategies.lora`` trains (peft's LoraConfig)."""
+
+    rank: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"], min_length=1)
+    merge: bool = True
+
+
 #: How ``[train] task = "chat"`` writes a question-answer pair (the original project's markers), EOS after it.
 CHAT_TEMPLATE = "=== QUESTION ===\n{question}\n=== REPONSE ===\n{answer}"
 
@@ -360,6 +370,7 @@ class TrainConfig(_Section):
     task: str = Field("text", pattern=r"^(text|chat)$")
     chat_template: str = CHAT_TEMPLATE
     budget: TrainBudgetConfig = TrainBudgetConfig()
+    lora: TrainLoraConfig = TrainLoraConfig()
 
 
 class Config(_Section):
@@ -841,6 +852,19 @@ mfu = 0.4
 price_per_gpu_hour = 0.0
 currency = "EUR"
 lora_rank = 8
+
+[train.lora]
+# strategy = "lora": the base model stays frozen and LoRA adapters train on these GPT-J projections
+# (attention q_proj, k_proj, v_proj, out_proj; MLP fc_in, fc_out), each adding rank x (in + out)
+# parameters, scaled by alpha / rank. dropout > 0 drops adapter inputs in training, with masks drawn
+# by each process: a resume on another number of processes then sees other masks.
+rank = 8
+alpha = 16
+dropout = 0.0
+target_modules = ["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"]
+# At the end, besides the adapters (<output>/adapter), write the base with the adapters merged into
+# it (<output>/model, loadable without peft); false: the adapters only.
+merge = true
 """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,21 +71,31 @@ def export_bytes(model, dtype: torch.dtype) -> int:
 
 
 def export(model, folder: Path, dtype: torch.dtype, tokenizer: str, state: dict | None = None) -> Path:
-    """``save_pretrained`` into a temporary folder with the tokenizer, fsync, then swap it in for ``folder``.
+    """``save_pretrained`` with the tokenizer into a temporary folder, swapped in for ``folder`` (``replace_folder``).
 
     ``state``: the whole model's state dict when ``model`` holds only its shard of it (FSDP gathers it).
     """
     from transformers import AutoTokenizer
 
-    tag = secrets.token_hex(4)
-    tmp, old = (folder.with_name(f".tmp-{folder.name}-{kind}-{tag}") for kind in ("new", "old"))
     state = model.state_dict() if state is None else state
     state = {name: tensor.detach().to(dtype) for name, tensor in state.items()}
-    model.save_pretrained(tmp, state_dict=state)
-    config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-    config["dtype"] = str(dtype).removeprefix("torch.")  # the model trains in fp32: say what the file holds
-    (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(tmp)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, state_dict=state)
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        config["dtype"] = str(dtype).removeprefix("torch.")  # the model trains in fp32: say what the file holds
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        AutoTokenizer.from_pretrained(tokenizer).save_pretrained(tmp)
+
+    return replace_folder(folder, fill)
+
+
+def replace_folder(folder: Path, fill: Callable[[Path], None]) -> Path:
+    """``fill(tmp)`` writes a hidden temporary folder beside ``folder``; once fsynced it is swapped in for
+    ``folder`` (the old one renamed away first, then removed): ``folder`` is never a half-written folder."""
+    tag = secrets.token_hex(4)
+    tmp, old = (folder.with_name(f".tmp-{folder.name}-{kind}-{tag}") for kind in ("new", "old"))
+    fill(tmp)
     fsync_tree(tmp)
     if folder.exists():
         folder.rename(old)

@@ -59,7 +59,7 @@ class Strategy:
 
     A subclass sets ``name`` and implements ``prepare``; it overrides what differs (``trainable`` for
     adapters, ``accumulate`` for gradient synchronisation, ``autocast`` when its own mixed precision
-    replaces autocast, ``clip`` for sharded gradients, ``state_dicts`` for a partial state).
+    replaces autocast, ``clip`` for sharded gradients, ``state_options`` for a partial state).
     """
 
     name: ClassVar[str] = ""
@@ -117,11 +117,15 @@ class Strategy:
 
     # ---------------------------------------------------------------------------- state
 
+    def state_options(self):
+        """``StateDictOptions`` of ``get_state_dict`` and ``set_state_dict``; None: every parameter, all required."""
+        return None
+
     def state_dicts(self) -> tuple[dict, dict]:
         """The model's and the optimizer's state dicts as DCP saves and loads them (keyed by parameter name)."""
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
-        return get_state_dict(self.module, self.optimizer)
+        return get_state_dict(self.module, self.optimizer, options=self.state_options())
 
     def save(self, folder: Path) -> list[Path]:
         """Write the model and optimizer state (DCP); the files this rank wrote."""
@@ -144,7 +148,7 @@ class Strategy:
         state = {"model": model, "optimizer": optimizer}
         dcp.load(state, checkpoint_id=folder)
         set_state_dict(self.module, self.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optimizer"])
+                       optim_state_dict=state["optimizer"], options=self.state_options())
 
     def load_legacy(self, folder: Path) -> None:
         """A checkpoint of an earlier version: the whole model and optimizer states, as ``torch.save`` wrote them."""
