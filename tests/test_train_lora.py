@@ -184,6 +184,30 @@ def test_in_the_process_the_base_stays_bit_identical_and_merge_false_exports_the
     assert all(p.abs().max() > 0 for name, p in trained.items() if "lora_B" in name)
 
 
+def test_bf16_keeps_the_base_in_bf16_and_the_adapters_in_fp32(base, tmp_path, capsys):
+    """What a GPU run does (precision auto on a GPU with bf16), here on the CPU: the frozen base in bf16, the
+    adapters and their AdamW moments in fp32, the merged export in bf16."""
+    from overton.corpus.workspace import Workspace
+    from overton.train.trainer import Run
+
+    ws = workspace(base, tmp_path / "ws", steps=2, precision="bf16")
+    run_ = Run(Workspace.open(ws), Workspace.open(ws).config().train, progress=False)
+    try:
+        run_.run()
+    finally:
+        run_.close()
+    assert "bf16 on cpu; lora (" in capsys.readouterr().out
+    strategy = run_.strategy
+    adapters = [p for group in strategy.optimizer.param_groups for p in group["params"]]
+    assert len(adapters) == ADAPTER_TENSORS and {p.dtype for p in adapters} == {torch.float32}
+    moments = [t for state in strategy.optimizer.state.values() for k, t in state.items() if k != "step"]
+    assert len(moments) == 2 * ADAPTER_TENSORS and {t.dtype for t in moments} == {torch.float32}
+    assert {p.dtype for p in strategy.module.parameters()} == {torch.bfloat16}  # merged into the bf16 base
+    assert json.loads((ws / "train" / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {t.dtype for t in tensors(ws / "train" / "model", "model.safetensors").values()} == {torch.bfloat16}
+    assert {t.dtype for t in tensors(ws / "train" / "adapter", "adapter_model.safetensors").values()} == {torch.float32}
+
+
 # ------------------------------------------------------------------------------------- kills and resumes
 
 
