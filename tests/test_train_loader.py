@@ -60,6 +60,17 @@ def test_token_ids_are_stored_once_and_a_seek_tokenizes_nothing(corpus, monkeypa
     assert [len(fresh.sequence(g)) for g in (0, middle, epoch.sequences - 1)] == [SEQ] * 3
 
 
+def test_ids_tokenized_in_small_pieces_are_the_same(corpus, tmp_path: Path, monkeypatch):
+    from overton.train import loader
+
+    whole = stream(corpus)
+    monkeypatch.setattr(loader, "_ENCODE_BYTES", 3000)  # a few documents at a time, one if it is longer
+    pieces = stream(corpus, cache=tmp_path / "cache")
+    count = whole._epoch(0, 0).sequences
+    assert pieces._epoch(0, 0).sequences == count
+    assert all(np.array_equal(whole.sequence(g), pieces.sequence(g)) for g in range(count))
+
+
 def test_a_damaged_ids_file_is_made_again(corpus, tmp_path: Path):
     cache = tmp_path / "cache"
     first = stream(corpus, cache=cache)

@@ -59,6 +59,7 @@ from overton.corpus.dataset import Version, open_versions
 from overton.corpus.errors import UserError
 
 _INDEX_COLUMNS = ["id", "source", "published_at", "speakers"]
+_ENCODE_BYTES = 1 << 20  # text tokenized together while the token ids are stored (a document at least)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -202,8 +203,10 @@ def token_index(version: Version, entries: tuple[dict[str, Any], ...], tokenizer
 def _file_index(version: Version, entry: dict[str, Any], tokenizer: Tokenizer, task: Task, folder: Path) -> pa.Table:
     """The index of one data file, its token ids stored beside it (the index, written last, commits both).
 
-    Reads and tokenizes one row group at a time, so memory stays at one row group's text and ids whatever
-    the file's size. An ids file whose size does not match its index (damaged, truncated) is made again.
+    Reads one row group at a time and tokenizes about ``_ENCODE_BYTES`` of its text at a time (the ids of a
+    whole row group, as Python lists, would take about 60 bytes a token), so memory stays at one row group's
+    text and a chunk's ids whatever the file's size. An ids file whose size does not match its index
+    (damaged, truncated) is made again.
     """
     path, ids_path = folder / f"{entry['sha256']}.parquet", _ids_path(folder, entry, tokenizer.dtype)
     if path.is_file():
@@ -216,22 +219,37 @@ def _file_index(version: Version, entry: dict[str, Any], tokenizer: Tokenizer, t
         parquet = pq.ParquetFile(handle)
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group, columns=[*task.columns, *_INDEX_COLUMNS])
-            ids, prompts = task.encode(tokenizer, table)
-            rows = [i for i, doc in enumerate(ids) if doc]
-            lengths = [len(ids[i]) for i in rows]
-            np.fromiter(itertools.chain.from_iterable(ids[i] for i in rows), tokenizer.dtype,
-                        count=sum(lengths)).tofile(out)
-            chosen = pa.array(rows, pa.int64())
+            rows, lengths, prompts = [], [], []
+            for first, count in _chunks(table.column("text"), _ENCODE_BYTES):
+                ids, prompt = task.encode(tokenizer, table.slice(first, count))
+                kept = [i for i, doc in enumerate(ids) if doc]
+                rows += [first + i for i in kept]
+                lengths += [len(ids[i]) for i in kept]
+                prompts += [prompt[i] for i in kept]
+                np.fromiter(itertools.chain.from_iterable(ids[i] for i in kept), tokenizer.dtype,
+                            count=sum(len(ids[i]) for i in kept)).tofile(out)
             pieces.append(pa.table({
                 "row_group": pa.array(np.full(len(rows), group, np.int32)), "row": pa.array(rows, pa.int32()),
-                "tokens": pa.array(lengths, pa.int64()), "prompt": pa.array([prompts[i] for i in rows], pa.int32()),
-                **{name: table.column(name).take(chosen) for name in _INDEX_COLUMNS}}))
+                "tokens": pa.array(lengths, pa.int64()), "prompt": pa.array(prompts, pa.int32()),
+                **{name: table.column(name).take(pa.array(rows, pa.int64())) for name in _INDEX_COLUMNS}}))
         schema = pa.schema([("row_group", pa.int32()), ("row", pa.int32()), ("tokens", pa.int64()),
                             ("prompt", pa.int32()), *(parquet.schema_arrow.field(name) for name in _INDEX_COLUMNS)])
     index = pa.concat_tables(pieces) if pieces else schema.empty_table()
     with atomic_path(path) as tmp:
         pq.write_table(index, tmp)
     return index
+
+
+def _chunks(texts: pa.ChunkedArray, limit: int) -> Iterator[tuple[int, int]]:
+    """(first row, rows) of consecutive runs of ``texts`` of about ``limit`` bytes, each of one text at least."""
+    first, size = 0, 0
+    for row, length in enumerate(pc.binary_length(texts).to_numpy(zero_copy_only=False).tolist()):
+        if size and size + length > limit:
+            yield first, row - first
+            first, size = row, 0
+        size += length
+    if first < len(texts):
+        yield first, len(texts) - first
 
 
 # ---------------------------------------------------------------- selection
