@@ -47,16 +47,21 @@ def trained(tmp_path_factory) -> Path:
     texts = [d["text"] for d in documents(Version.open(workspace.datasets / "overton"))]
     tokenizer = train_tokenizer(root / "tokenizer", texts)
     write_gptj_config(root / "tiny.json", vocab_size=400, eos_id=Tokenizer(str(tokenizer)).eos_id)
-    values = {"tokenizer": "tokenizer", "from_config": "tiny.json", "seq_len": 64, "lr": 3e-3, "warmup_steps": 3,
-              "steps": 40, "save_every": 20, "log_every": 20, "eval_every": 0, "micro_batch": 4, "global_batch": 8,
-              "eval_fraction": 0.1, "chat_template": "Q: {question}\nR: {answer}"}
-    (root / "overton.toml").write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+    write_settings(root)
     done = subprocess.run([str(BIN / "overton"), "train", "-w", str(root), "--quiet"], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     start = load_model("", str(root / "tiny.json"), 0, 400)  # what overton train began from: seed 0
     export(start, root / "base", torch.float32, str(tokenizer))
     return root
+
+
+def write_settings(root: Path, **changes) -> None:
+    """The workspace's [train] settings: a tiny GPT-J trained 40 steps from tiny.json, and ``changes``."""
+    values = {"tokenizer": "tokenizer", "from_config": "tiny.json", "seq_len": 64, "lr": 3e-3, "warmup_steps": 3,
+              "steps": 40, "save_every": 20, "log_every": 20, "eval_every": 0, "micro_batch": 4, "global_batch": 8,
+              "eval_fraction": 0.1, "chat_template": "Q: {question}\nR: {answer}", **changes}
+    (root / "overton.toml").write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
 
 
 def overton(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -301,3 +306,33 @@ def test_score_is_the_sum_it_reports():
     score = Score(nll=100 * math.log(2), tokens=50, bytes=25, texts=2)
     assert (score.bits_per_byte, score.loss) == (4.0, 2 * math.log(2))
     assert score.perplexity == pytest.approx(4.0)
+
+
+def test_lora_checkpoints_and_adapters_load_merged_into_their_base(trained, tmp_path, capsys):
+    """A LoRA run on the exported untrained start: its checkpoint (adapters only) merged into the base, its peft
+    adapter folder and its merged export write and score the same; another base is refused."""
+    ws = tmp_path / "ws"
+    shutil.copytree(trained, ws, ignore=shutil.ignore_patterns("train", "runs"))
+    lora = {"from_config": "", "model": "base", "strategy": "lora", "steps": 4, "save_every": 4}
+    write_settings(ws, **lora)
+    done = subprocess.run([str(BIN / "overton"), "train", "-w", str(ws), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (ws / "train" / "checkpoints" / "step-000004" / "lora.json").is_file()
+    greedy = ["--prompt", PROMPT, "--temperature", "0", "--max-new-tokens", "20"]
+    outputs, rows = [], []
+    for path in (ws / "train", ws / "train" / "adapter", ws / "train" / "model"):
+        assert main(["generate", str(path), *greedy]) == 0
+        outputs.append(capsys.readouterr().out)
+        assert main(["evaluate", str(path), "--text", str(ws / "tiny.json"), "--quiet"]) == 0
+        rows.append(next(iter(table(capsys.readouterr().out).values())))
+    assert outputs[0] == outputs[1] == outputs[2]
+    for row in rows[1:]:
+        assert row["tokens"] == rows[0]["tokens"] and row["bits_per_byte"] == pytest.approx(rows[0]["bits_per_byte"],
+                                                                                             abs=2e-4)
+    start = load(str(trained / "base"), CPU)  # the adapters trained: the merged model is not the base any more
+    assert evaluate(start, [(ws / "tiny.json").read_text()], 256, 128).bits_per_byte != rows[0]["bits_per_byte"]
+    shutil.copytree(ws / "train" / "model", ws / "other")  # same shape, other weights
+    write_settings(ws, **{**lora, "model": "other"})
+    assert main(["generate", str(ws / "train"), *greedy]) == 2
+    assert "its LoRA adapters were trained on the base" in capsys.readouterr().err

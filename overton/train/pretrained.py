@@ -7,7 +7,12 @@ MODEL may name:
 * a training output folder (``<output>``, the one that holds ``checkpoints/``): its newest committed
   checkpoint whose checksums match, so a run still in progress can be sampled and measured;
 * one checkpoint folder (``<output>/checkpoints/step-NNNNNN``): used only when it is committed and every
-  file matches its checksum (a damaged one is refused, exit 1, as ``overton train`` would skip it).
+  file matches its checksum (a damaged one is refused, exit 1, as ``overton train`` would skip it);
+* LoRA adapters saved by peft (``<output>/adapter``), on the base model folder their config names.
+
+A checkpoint of ``strategy = "lora"`` holds the adapters only: they are merged into the base the settings
+give (``model``, or ``from_config`` and ``seed``), once its fingerprint matches the one the checkpoint
+recorded, so generation and evaluation run on one plain model.
 
 A checkpoint holds weights, not their shape nor the tokenizer: those are the ``[train]`` settings of the
 workspace that wrote it, found in the folders above it (the way git finds its repository), and the
@@ -18,6 +23,7 @@ that has it.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +86,8 @@ def load(name: str, device: torch.device) -> Pretrained:
     if path.is_dir():
         if (path / "checkpoints").is_dir() or (path / "COMMITTED.json").is_file() or path.name.startswith("step-"):
             return _from_checkpoint(path.resolve(), device)
+        if (path / "adapter_config.json").is_file():
+            return _from_adapter(path, device)
         if not (path / "config.json").is_file():
             raise UserError(f"{name}: neither a model folder (no config.json), nor a training output folder (no "
                             "checkpoints/), nor a checkpoint (no COMMITTED.json)")
@@ -131,9 +139,10 @@ def checkpoint_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def _from_checkpoint(path: Path, device: torch.device) -> Pretrained:
     """The weights of a committed, checksum-verified checkpoint, on the model its workspace's settings describe."""
-    from transformers import AutoConfig, AutoTokenizer, GPTJForCausalLM
+    from transformers import AutoTokenizer
 
     from overton.train.loader import Tokenizer
+    from overton.train.strategies.lora import RECORD as LORA_RECORD
 
     output = path if (path / "checkpoints").is_dir() else path.parent.parent
     workspace = _workspace_above(output)
@@ -156,19 +165,81 @@ def _from_checkpoint(path: Path, device: torch.device) -> Pretrained:
     if checkpoint.meta.get("tokenizer", fingerprint) != fingerprint:
         raise UserError(f"{checkpoint.path}: trained with another tokenizer than [train] tokenizer "
                         f"{sources.tokenizer} (fingerprint {checkpoint.meta['tokenizer']}, now {fingerprint})")
-    if sources.model:
-        config = AutoConfig.from_pretrained(sources.model)
+    if (checkpoint.path / LORA_RECORD).is_file():
+        model = _lora_checkpoint(checkpoint.path, sources, settings)
     else:
-        from transformers import GPTJConfig
+        model = _full_checkpoint(checkpoint.path, sources)
+    tokenizer = AutoTokenizer.from_pretrained(sources.tokenizer)
+    label = f"{checkpoint.path} (step {checkpoint.step})"
+    return Pretrained(model.to(device, _dtype(device)).eval(), tokenizer, device, label, workspace)
 
-        config = GPTJConfig.from_json_file(sources.from_config)
-    state = checkpoint_weights(checkpoint.path)
+
+def _full_checkpoint(folder: Path, sources: Sources):
+    """The model of the [train] settings with the checkpoint's weights, every one of them."""
+    from transformers import AutoConfig, GPTJConfig, GPTJForCausalLM
+
+    config = AutoConfig.from_pretrained(sources.model) if sources.model else GPTJConfig.from_json_file(
+        sources.from_config)
+    state = checkpoint_weights(folder)
     model, info = GPTJForCausalLM.from_pretrained(None, config=config, state_dict=state, dtype=torch.float32,
                                                   output_loading_info=True)
     wrong = {kind: keys for kind, keys in info.items() if keys and kind != "error_msgs"}
     if wrong:
-        raise UserError(f"{checkpoint.path}: its weights do not fit the model of the [train] settings ("
+        raise UserError(f"{folder}: its weights do not fit the model of the [train] settings ("
                         + "; ".join(f"{kind}: {', '.join(map(str, keys[:3]))}" for kind, keys in wrong.items()) + ")")
-    tokenizer = AutoTokenizer.from_pretrained(sources.tokenizer)
-    label = f"{checkpoint.path} (step {checkpoint.step})"
-    return Pretrained(model.to(device, _dtype(device)).eval(), tokenizer, device, label, workspace)
+    return model
+
+
+@contextlib.contextmanager
+def _peft_quiet():
+    """peft calls a transformers method deprecated for v6 (a FutureWarning on every load): nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _lora_checkpoint(folder: Path, sources: Sources, settings: TrainConfig):
+    """The base of the [train] settings (the one the adapters were trained on: its fingerprint is checked) with the
+    checkpoint's LoRA adapters merged into it."""
+    from peft import LoraConfig, get_peft_model
+
+    from overton.corpus.atomic import read_json
+    from overton.train.loader import Tokenizer
+    from overton.train.model import load_model
+    from overton.train.strategies.lora import RECORD, base_fingerprint
+
+    record = read_json(folder / RECORD)
+    base = load_model(sources.model, sources.from_config, settings.seed,
+                      Tokenizer(sources.tokenizer).backend.get_vocab_size())
+    if base_fingerprint(base) != record["base"]["fingerprint"]:
+        raise UserError(f"{folder}: its LoRA adapters were trained on the base {record['base']['path']}, not on the "
+                        "model the [train] settings give now")
+    config = LoraConfig(r=record["rank"], lora_alpha=record["alpha"], lora_dropout=record["dropout"],
+                        target_modules=record["target_modules"], bias="none", task_type="CAUSAL_LM")
+    with _peft_quiet():
+        model = get_peft_model(base, config)
+    state = checkpoint_weights(folder)
+    adapters = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    if set(state) != adapters:
+        raise UserError(f"{folder}: its adapters do not fit [train.lora]'s ({len(state)} tensors saved, "
+                        f"{len(adapters)} expected)")
+    model.load_state_dict(state, strict=False)
+    return model.merge_and_unload()
+
+
+def _from_adapter(path: Path, device: torch.device) -> Pretrained:
+    """LoRA adapters saved by peft (``<output>/adapter``), merged into the base their config names."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    base_path = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base_path or not (Path(base_path) / "config.json").is_file():
+        raise UserError(f"{path}: LoRA adapters whose base ({base_path or 'a model built from a config'}) is not a "
+                        "model folder here; use the merged model (<output>/model) or the training output folder")
+    base = _from_pretrained(base_path, torch.device("cpu")).model.float()
+    with _peft_quiet():
+        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    return Pretrained(model.to(device, _dtype(device)).eval(), AutoTokenizer.from_pretrained(path), device, str(path),
+                      None)
