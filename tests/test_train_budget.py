@@ -26,12 +26,13 @@ from overton.train.budget import (
     ModelShape,
     _hours,
     activation_bytes,
+    choose_strategy,
     flops_per_token,
     gpu,
     known_model,
-    memory_full,
+    memory_ddp,
+    memory_fsdp,
     memory_lora,
-    memory_trainer,
     mfu,
     model_size,
     plan,
@@ -173,14 +174,18 @@ def test_activation_formula():
 
 def test_memory_conventions():
     p = GPTJ_6B.total_params
-    single = memory_full(GPTJ_6B, 1024, 1)
-    assert single.weights + single.grads + single.optimizer == 16 * p
-    sharded = memory_full(GPTJ_6B, 1024, 1, gpus=8, sharded=True)
-    assert sharded.weights + sharded.grads + sharded.optimizer == 16 * p // 8
-    assert sharded.activations == single.activations  # activations are not sharded
-    assert sharded.working == 4 * (4096 * 50400 + 50400)  # the largest unit is lm_head (weight and bias)
-    offload = memory_full(GPTJ_6B, 1024, 1, gpus=2, offload=True)
-    assert offload.weights == 2 * p // 2 and offload.optimizer == 0 and offload.host == 16 * p
+    ddp = memory_ddp(GPTJ_6B, 1024, 1)
+    assert ddp.weights + ddp.grads + ddp.optimizer == 16 * p
+    sharded = memory_fsdp(GPTJ_6B, 1024, 1, gpus=8)
+    assert sharded.weights + sharded.grads + sharded.optimizer == 16 * (p // 8)  # p is a multiple of 8
+    assert sharded.activations == ddp.activations  # activations are not sharded
+    # the working set: the root (embedding, lm_head and its bias, ln_f) at 8 B/param and a block at 10 B/param
+    root = 4096 * 50400 + (4096 * 50400 + 50400) + 2 * 4096
+    assert root == p - 28 * GPTJ_6B.layer_params == 412_935_392
+    assert sharded.working == 8 * root + 10 * 201_355_264 and round(sharded.working / GIB, 1) == 5.0
+    offload = memory_fsdp(GPTJ_6B, 1024, 1, gpus=2, offload=True)
+    assert offload.weights == offload.grads == offload.optimizer == 0 and offload.host == 16 * p
+    assert offload.total == offload.working + offload.activations
     lora = memory_lora(GPTJ_6B, 1024, 1, rank=8)
     assert lora.total - lora.activations == 2 * p + 16 * 3_670_016
 
@@ -189,27 +194,52 @@ def test_two_a100_40gb_verdicts():
     report = _a100_plan()
     usable = int(40 * GIB * 0.9)
     assert report.usable_bytes == usable
-    assert report.full_single.total > usable and not report.full_single_fits
-    # 16 B/param = 96.8 GB; / 2 = 48.4 GB of model states alone is more than a 40 GB card.
+    assert not report.fits(report.memory("ddp"))
+    # 16 B/param = 96.8 GB; / 2 = 48.4 GB of training state alone is more than a 40 GB card.
     assert 16 * GPTJ_6B.total_params / 2 == pytest.approx(48.4e9, rel=1e-3)
-    assert report.full_sharded.total > usable and not report.full_sharded_fits
+    assert not report.fits(report.memory("fsdp"))
     assert report.lora_fits and report.lora.total < 13 * GIB
-    assert report.offload_fits
+    assert report.fits(report.memory("fsdp", offload=True))
+    assert report.choice.name is None  # auto does not offload unless [train] offload allows it
+    assert _a100_plan(offload=True).choice.way == "fsdp + CPU offload"
     # Without activation checkpointing the verdicts are the same.
     plain = _a100_plan(activation_checkpointing=False)
-    assert not plain.full_single_fits and not plain.full_sharded_fits and plain.lora_fits
+    assert not plain.fits(plain.memory("ddp")) and not plain.fits(plain.memory("fsdp")) and plain.lora_fits
     # With too little host RAM, offload does not fit either.
-    assert not _a100_plan(host_ram_bytes=64 * GIB).offload_fits
-    options = {o.gpu.name: o.count for o in report.full_options}
-    assert options == {"A100-40GB": 4, "A100-80GB": 2, "H100-80GB": 2, "H200-141GB": 1}
+    small = _a100_plan(host_ram_bytes=64 * GIB, offload=True)
+    assert not small.fits(small.memory("fsdp", offload=True)) and small.choice.name is None
+    options = {o.gpu.name: (o.count, o.strategy) for o in report.full_options}
+    assert options == {"A100-40GB": (4, "fsdp"), "A100-80GB": (2, "fsdp"), "H100-80GB": (2, "fsdp"),
+                       "H200-141GB": (1, "ddp")}
 
 
 def test_eight_a100_80gb_sharded_fits():
     report = _a100_plan(gpus=8, gpu_name="A100-80GB", global_batch=32)
-    assert not report.full_single_fits
-    assert report.full_sharded_fits
-    assert report.full_sharded.total < 15 * GIB
-    assert "fits on one" not in report.verdict() and "fits sharded over 8 GPUs" in report.verdict()
+    assert not report.fits(report.memory("ddp"))
+    assert report.fits(report.memory("fsdp")) and report.choice.way == "fsdp"
+    assert report.memory("fsdp").total < 18 * GIB  # 11.3 GiB of state, 5.0 of working set, 0.9 of activations
+    assert report.verdict().startswith("overton train (strategy auto) takes fsdp: full fine-tuning fits (fsdp 17.1 "
+                                       "GiB per GPU of 72.0 GiB usable on 8 x A100-80GB; ddp 102.0 GiB per GPU "
+                                       "would not fit)")
+
+
+def test_the_planner_takes_the_fastest_strategy_that_fits():
+    a100 = GPUS["A100-40GB"]
+    fsdp = choose_strategy(GPTJ_6B, 1024, 1, 4, a100)
+    assert (fsdp.name, fsdp.offload) == ("fsdp", False)
+    # 16 B/param / 4 = 22.5 GiB, a working set of 5.0 GiB and activations of 0.9 GiB: 28.4 GiB of 36.0 usable
+    assert fsdp.memory.total == 4 * GPTJ_6B.total_params + fsdp.memory.working + fsdp.memory.activations
+    assert round(fsdp.memory.total / GIB, 1) == 28.4
+    assert choose_strategy(SIZES["125M"], 1024, 1, 4, a100).name == "ddp"  # small enough for every GPU
+    # named in the settings: that one, whether it fits or not, with the figures
+    forced = choose_strategy(GPTJ_6B, 1024, 1, 4, a100, strategy="ddp")
+    assert forced.name == "ddp" and forced.reason.endswith("DOES NOT FIT")
+    one = choose_strategy(GPTJ_6B, 1024, 1, 1, a100, strategy="fsdp", offload=True)
+    assert one.way == "fsdp + CPU offload" and one.reason.endswith(": fits")
+    none = choose_strategy(GPTJ_6B, 1024, 1, 2, a100)
+    assert none.name is None and none.reason == (
+        "nothing fits: ddp 102.0 GiB per GPU, fsdp 50.9 GiB per GPU of 36.0 GiB usable on 2 x A100-40GB; with "
+        "[train] offload = true, fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM")
 
 
 def test_time_and_cost_of_gptj_on_two_a100():
@@ -244,38 +274,30 @@ def test_lines_say_the_verdicts():
     text = "\n".join(_a100_plan().lines())
     assert "6,050,882,784 parameters" in text and "6,053,381,344" in text
     assert "36.48 GFLOP/token" in text
-    assert "full fine-tuning does not fit on one A100-40GB (112.7 GiB > 36.0 GiB usable)" in text
-    assert "nor sharded over 2 GPUs without CPU offload" in text
-    assert "96.8 GB / 2 = 48.4 GB" in text
-    assert "overton train cannot run it on 2 x A100-40GB" in text
-    assert "LoRA r=8 (12.2 GiB per GPU, not available in this version)" in text
-    assert "ZeRO-3 with the optimizer offloaded to CPU (7.3 GiB per GPU, 90.2 GiB of host RAM, not available" in text
-    assert "the whole model and AdamW on each GPU) fits on: 1 x H200-141GB (12.8 h)" in text
-    assert ("full fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB "
-            "(10.1 h), 2 x A100-80GB (20.3 h), 2 x H100-80GB (6.4 h)") in text
+    assert "\n  overton train ddp over 2                  102.0 GiB  DOES NOT FIT\n" in text
+    assert "\n  overton train fsdp over 2                  50.9 GiB  DOES NOT FIT\n" in text
+    assert "\n  overton train fsdp over 2 + CPU offload     5.9 GiB  fits, host RAM 90.2 GiB\n" in text
+    assert "\n  LoRA r=8 on q_proj,v_proj                  12.2 GiB  fits; not available in this version\n" in text
+    assert "\nverdict: overton train cannot run full fine-tuning here (nothing fits: ddp 102.0 GiB" in text
+    assert ("\nfits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; LoRA r=8 (12.2 "
+            "GiB per GPU, not available in this version)\n") in text
+    assert ("\nfull fine-tuning without offload fits on: 4 x A100-40GB (fsdp, 10.1 h), 2 x A100-80GB (fsdp, 20.3 h), "
+            "2 x H100-80GB (fsdp, 6.4 h), 1 x H200-141GB (ddp, 12.8 h)\n") in text
     assert "96.8 GB each" in text and "NOT ENOUGH" in text
     assert "20.3 h, 40.6 GPU-hours, 44.65 EUR; LoRA (24.79 GFLOP/token, not available in this version) 13.8 h" in text
-    lines = _a100_plan().lines()
-    assert any(line.strip().startswith("full, ZeRO-3/FSDP over 2") and "DOES NOT FIT" in line for line in lines)
-    assert any(line.strip().startswith("LoRA r=8") and line.rstrip().endswith("fits; not available in this version")
-               for line in lines)
-    sharded = "\n".join(_a100_plan(gpus=8, gpu_name="A100-80GB").lines())
-    assert "it fits sharded over 8 GPUs" in sharded and "ZeRO-3/FSDP, not available in this version" in sharded
     assert "disk: not checked" in "\n".join(_a100_plan(disk_free_bytes=None).lines())
 
 
-def test_every_way_overton_train_cannot_run_is_marked_not_available():
+def test_only_lora_is_marked_not_available():
     for report in (_a100_plan(), _a100_plan(gpus=8, gpu_name="A100-80GB"), _a100_plan(gpus=1, gpu_name="H200-141GB"),
                    _a100_plan(gpus=4, gpu_name="H100-80GB", global_batch=32)):
         rows = [line.strip() for line in report.lines() if line.startswith("  ") and "GiB  " in line]
-        assert len(rows) == (5 if report.gpus > 1 else 3)
+        assert len(rows) == (4 if report.gpus > 1 else 3)  # ddp, fsdp (2 GPUs or more), fsdp + offload, LoRA
         for row in rows:
-            runs = row.startswith("overton train")
-            assert row.endswith("not available in this version") is not runs, row
+            assert row.endswith("not available in this version") is row.startswith("LoRA"), row
         for line in report.lines():
-            for way in ("LoRA", "ZeRO-3", "FSDP"):  # wherever another way is named, it is marked
-                if way in line and not line.startswith("  (overton train"):
-                    assert "not available in this version" in line or "DOES NOT FIT" in line, line
+            if "not available in this version" in line:
+                assert "LoRA" in line, line
 
 
 # --------------------------------------------------------------------------- what overton train holds
@@ -283,33 +305,32 @@ def test_every_way_overton_train_cannot_run_is_marked_not_available():
 
 def test_memory_of_overton_train():
     p = GPTJ_6B.total_params
-    one = memory_trainer(GPTJ_6B, 1024, 1)
+    one = memory_ddp(GPTJ_6B, 1024, 1)
     assert one.weights + one.grads + one.optimizer == 16 * p and one.buckets == 0 and one.runs
-    # 6B: AdamW's foreach step (4 B/param) outweighs activations + bf16 weight copies (0.9 + 10.9 GiB).
-    assert one.activations + 2 * GPTJ_6B.matmul_weight_params < 4 * p
-    assert one.total == 20 * p and round(one.total / GIB, 1) == 112.7
-    ddp = memory_trainer(GPTJ_6B, 1024, 1, gpus=2)
-    assert ddp.buckets == 4 * p and ddp.total == 24 * p and round(ddp.total / GIB, 1) == 135.2
+    # 6B: activations + the bf16 weight copies autocast makes (0.9 + 10.9 GiB); the fused AdamW step adds nothing
+    assert one.working == 2 * GPTJ_6B.matmul_weight_params
+    assert one.total == 16 * p + one.activations + 2 * GPTJ_6B.matmul_weight_params
+    assert round(one.total / GIB, 1) == 102.0
+    ddp = memory_ddp(GPTJ_6B, 1024, 1, gpus=2)  # the gradients are DDP's buckets: nothing more on 2 GPUs
+    assert ddp.buckets == 0 and ddp.total == one.total
     # The toy at a long sequence: activations dominate, plus the bf16 copy of every matmul weight.
-    toy = memory_trainer(TOY, 16, 64, checkpointing=False)
+    toy = memory_ddp(TOY, 16, 64, checkpointing=False)
     act = activation_bytes(TOY, 16, 64, checkpointing=False)
-    assert act > 4 * TOY.total_params
     assert toy.total == 16 * TOY.total_params + act + 2 * TOY.matmul_weight_params
 
 
 def test_verdicts_say_what_overton_train_runs():
     h200 = _a100_plan(gpus=1, gpu_name="H200-141GB", global_batch=32)
-    assert h200.trainer_fits
-    assert h200.verdict() == "overton train fits: full fine-tuning on one H200-141GB (112.7 GiB <= 126.4 GiB usable)"
-    # Two H200: one holds it, but DDP's buckets (4 B/param) do not fit beside it.
+    assert h200.verdict() == ("overton train (strategy auto) takes ddp: full fine-tuning fits (ddp 102.0 GiB per GPU "
+                              "of 126.4 GiB usable on 1 x H200-141GB)")
     two = _a100_plan(gpus=2, gpu_name="H200-141GB", global_batch=32)
-    assert two.full_single_fits and not two.trainer_fits
-    assert two.verdict().startswith("full fine-tuning fits on one H200-141GB (112.7 GiB), not with DDP over 2 "
-                                    "(135.2 GiB > 126.4 GiB usable")
-    assert two.verdict().endswith("; overton train runs it on one H200-141GB only")
+    assert two.choice.way == "ddp"  # DDP's buckets are its gradients: two hold it as one does
+    forced = _a100_plan(gpus=2, gpu_name="H200-141GB", global_batch=32, strategy="fsdp")
+    assert forced.verdict() == ("overton train runs fsdp (as set: fsdp 50.9 GiB per GPU of 126.4 GiB usable on "
+                                "2 x H200-141GB: fits)")
     small = plan(SIZES["125M"], 10**6, gpus=4, gpu_name="A100-40GB", global_batch=8)
-    assert small.verdict().startswith("overton train fits: full fine-tuning on each of 4 x A100-40GB with DDP")
-    assert "fits on 4 x A100-40GB: full fine-tuning with overton train (" in "\n".join(small.lines())
+    assert small.verdict().startswith("overton train (strategy auto) takes ddp: full fine-tuning fits (ddp ")
+    assert "fits on 4 x A100-40GB: ddp " in "\n".join(small.lines())
 
 
 # ------------------------------------------------------------------------ shapes without a config
@@ -384,20 +405,32 @@ def test_dry_run_without_tokenizer_or_model_config(built, tmp_path: Path):
     assert 19 < minutes < 21
     assert f"time: full fine-tuning {round(minutes)} min, 0.7 GPU-hours; LoRA (" in out
     lines = out.splitlines()
-    for label in ("full, ZeRO-3/FSDP over 2", "ZeRO-3 over 2 + optimizer offload", "LoRA r=8 on q_proj,v_proj"):
-        row = next(line for line in lines if line.startswith(f"  {label}"))
-        assert row.endswith("; not available in this version"), row
-    for label in ("overton train, one GPU", "overton train, DDP over 2"):
+    for label in ("overton train ddp over 2", "overton train fsdp over 2 "):  # [train] defaults: no checkpointing
         row = next(line for line in lines if line.startswith(f"  {label}"))
         assert row.endswith("DOES NOT FIT"), row
+    row = next(line for line in lines if line.startswith("  overton train fsdp over 2 + CPU offload"))
+    assert row.endswith("fits, host RAM 90.2 GiB"), row
+    row = next(line for line in lines if line.startswith("  LoRA r=8 on q_proj,v_proj"))
+    assert row.endswith("; not available in this version"), row
     verdict = next(line for line in lines if line.startswith("verdict: "))
-    assert verdict.endswith("; overton train cannot run it on 2 x A100-40GB")
+    assert verdict.startswith("verdict: overton train cannot run full fine-tuning here (nothing fits: ddp 107.4 GiB "
+                              "per GPU, fsdp 56.4 GiB per GPU of 36.0 GiB usable on 2 x A100-40GB; with [train] "
+                              "offload = true, fsdp + CPU offload")
     fits = next(line for line in lines if line.startswith("fits on 2 x A100-40GB: "))
     items = fits.removeprefix("fits on 2 x A100-40GB: ").split("; ")
-    assert [item.split(" (")[0] for item in items] == ["ZeRO-3 with the optimizer offloaded to CPU", "LoRA r=8"]
-    assert all(item.endswith(", not available in this version)") for item in items)
-    assert "\noverton train (full fine-tuning, the whole model and AdamW on each GPU) fits on: 1 x H200-141GB (" in out
-    assert "\nfull fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB" in out
+    assert len(items) == 2 and items[0].startswith("fsdp + CPU offload 11.3 GiB per GPU")
+    assert items[1].startswith("LoRA r=8 (") and items[1].endswith(", not available in this version)")
+    assert "\nfull fine-tuning without offload fits on: 4 x A100-40GB (fsdp, " in out
+    assert ", 1 x H200-141GB (ddp, " in out
+
+
+def test_dry_run_of_gptj_6b_on_four_a100_40gb_takes_fsdp(built, tmp_path: Path):
+    done = _dry_run(_copy(built, tmp_path / "ws"), "--model-size", "6B", "--gpus", "4", "--gpu", "A100-40GB")
+    assert done.returncode == 0, done.stderr
+    # [train] defaults: no activation checkpointing (6.4 GiB of activations); 22.5 GiB of state, 5.0 of working set
+    assert ("\nverdict: overton train (strategy auto) takes fsdp: full fine-tuning fits (fsdp 33.9 GiB per GPU of "
+            "36.0 GiB usable on 4 x A100-40GB; ddp 107.4 GiB per GPU would not fit)\n") in done.stdout
+    assert "\n  overton train fsdp over 4                  33.9 GiB  fits\n" in done.stdout
 
 
 def test_dry_run_with_a_tokenizer_counts_exactly_and_a_known_model_needs_no_config(built, tmp_path: Path):

@@ -121,6 +121,8 @@ def reference(base, tmp_path_factory) -> Path:
     done = run(ws)
     assert done.returncode == 0, done.stderr
     assert "done: 40 steps" in done.stdout
+    assert "\nstrategy auto takes ddp (on CPUs: no GPU memory to plan for)\n" in done.stdout
+    assert "; fp32 on cpu; ddp; attention sdpa\n" in done.stdout
     return ws
 
 
@@ -365,9 +367,10 @@ def test_preflight_refuses_before_training_when_the_disk_cannot_hold_the_checkpo
                         lambda path: real(path)._replace(free=3_000_000) if "checkpoints" in str(path) else real(path))
     assert main(["train", "-w", str(ws), "--quiet"]) == 2
     error = capsys.readouterr().err.strip()
-    # 150,928 parameters: fp32 weights + AdamW moments (12 B each) and per-tensor overhead; a 4 B/param export
-    assert error == (f"overton: error: not enough disk space for checkpoints in {ws}/train/checkpoints: need 6.4 MB "
-                     "(3 x 1.9 MB checkpoint + final export of 603.7 kB), 3.0 MB free; free some space, or write "
+    # 150,928 parameters: fp32 weights + AdamW moments (12 B each), 2 kB per tensor (100) and 64 KiB of small
+    # state: 2,081,472 B; a 4 B/param export
+    assert error == (f"overton: error: not enough disk space for checkpoints in {ws}/train/checkpoints: need 6.8 MB "
+                     "(3 x 2.1 MB checkpoint + final export of 603.7 kB), 3.0 MB free; free some space, or write "
                      "checkpoints to another folder")
     assert not (ws / "train" / "metrics.jsonl").exists()  # not one step trained
 
@@ -433,12 +436,12 @@ def test_dry_run_for_gptj_6b_on_two_a100_40gb(base, tmp_path: Path, capsys):
     assert "budget for gpt-j-6b: 28 layers, d=4096, 16 heads, vocab 50400, 6,050,882,784 parameters" in out
     assert "36.48 GFLOP/token" in out
     assert "global batch 8 = micro-batch 1 x 2 GPUs x 4 accumulation: 1,000 steps" in out
-    assert ("verdict: full fine-tuning does not fit on one A100-40GB (112.7 GiB > 36.0 GiB usable), nor sharded "
-            "over 2 GPUs without CPU offload (16 B/param = 96.8 GB / 2 = 48.4 GB = 45.1 GiB of model states, "
-            "46.8 GiB per GPU with activations > 36.0 GiB); overton train cannot run it on 2 x A100-40GB") in out
-    assert ("fits on 2 x A100-40GB: ZeRO-3 with the optimizer offloaded to CPU (7.3 GiB per GPU, 90.2 GiB of host "
-            "RAM, not available in this version); LoRA r=8 (12.2 GiB per GPU, not available in this version)") in out
-    assert "full fine-tuning sharded with ZeRO-3/FSDP (not available in this version) fits on: 4 x A100-40GB" in out
+    assert ("verdict: overton train cannot run full fine-tuning here (nothing fits: ddp 102.0 GiB per GPU, fsdp "
+            "50.9 GiB per GPU of 36.0 GiB usable on 2 x A100-40GB; with [train] offload = true, fsdp + CPU offload "
+            "5.9 GiB per GPU and 90.2 GiB of host RAM)") in out
+    assert ("fits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; LoRA r=8 (12.2 GiB "
+            "per GPU, not available in this version)") in out
+    assert "full fine-tuning without offload fits on: 4 x A100-40GB (fsdp, " in out
     assert "checkpoints: 72.6 GB each (weights 4 + fp32 AdamW moments 8 = 12 B/param), final bf16 export 12.1 GB" \
         in out
     assert re.search(r"disk: [\d.]+ GB free holds \d+ full checkpoint\(s\); keeping 2 needs 3 x 72\.6 GB \+ export "

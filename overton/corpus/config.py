@@ -349,6 +349,8 @@ class TrainConfig(_Section):
     precision: str = Field("auto", pattern=r"^(auto|bf16|fp32)$")
     activation_checkpointing: bool = False
     strategy: str = Field("auto", pattern=r"^(auto|ddp|fsdp|lora)$")
+    offload: bool = False
+    compile: bool = False
     seed: int = 0
     follow: bool = False
     follow_poll_seconds: float = Field(60.0, gt=0)
@@ -800,9 +802,16 @@ clip = 1.0
 precision = "auto"
 # Recompute activations in the backward pass: less memory, about a third more compute.
 activation_checkpointing = false
-# How the model is spread over the devices: "ddp" (the whole model and AdamW on each), or "auto":
-# the fastest that fits the devices present.
+# How the model is spread over the devices: "ddp" (the whole model and AdamW on each), "fsdp"
+# (sharded over them: for models whose training state does not fit one device), or "auto": the
+# fastest that fits the GPUs present, as `overton train --dry-run` plans it (ddp on CPUs).
 strategy = "auto"
+# fsdp: keep the sharded parameters, gradients and AdamW states in CPU memory and step AdamW there
+# (slower: for when even sharded they do not fit the GPUs). With "auto": allowed, as the last resort.
+offload = false
+# Compile each GPT-J block with torch.compile before training (a compilation at start; off until
+# measured faster on GPUs).
+compile = false
 # Seed of the model initialisation (from model_config) and of the data order.
 seed = 0
 # After `epochs` passes over the dataset's latest version (epochs must be 1 or more), wait for newer

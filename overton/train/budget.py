@@ -34,29 +34,34 @@ backward pass). MFU = tokens/s * FLOPs per token / (peak FLOP/s * GPUs); recompu
 not counted (it is model FLOPs, not hardware FLOPs). LoRA trains no base weight, so the backward pass
 skips the weight gradients of the base: 4*N + 12*n_layer*n_embd*seq_len.
 
-Memory per GPU, AdamW in bf16 mixed precision (ZeRO paper, Rajbhandari et al. 2020, section 3.1: "16Φ")::
+Memory per GPU of each way ``overton train`` trains (``overton.train.strategies``), every one of them full
+fine-tuning with fp32 parameters and AdamW: fp32 weights 4 + fp32 gradients 4 + fp32 AdamW moments m, v 8
+= 16 B/param of training state (the ZeRO paper's "16Φ", Rajbhandari et al. 2020, section 3.1, has the same
+16 with bf16 weights and gradients beside fp32 master weights).
 
-    bf16 weights 2 + bf16 gradients 2 + fp32 master weights 4 + fp32 AdamW moments m, v 8 = 16 B/param
+* ``ddp`` (``memory_ddp``): the 16 B/param on every GPU. DDP's gradient buckets cost nothing more: with
+  ``gradient_as_bucket_view`` the gradients are views into them (``DDP_BUCKET_BYTES`` = 0; measured on the
+  CPU with gloo, 2 processes: 10.48 B/param above the weights without it, 6.48 with it). The forward and
+  backward passes add the activations and the bf16 copy autocast makes of each matmul weight (2 B); the
+  optimizer step adds nothing: AdamW is fused on GPUs, one in-place kernel (measured on the CPU, first
+  step: 0.05 B/param above the moments fused, 4.12 with ``foreach``, which holds sqrt(v) of every
+  parameter at once). GPT-J 6B: 102.0 GiB per GPU, one GPU or many (1,024 tokens, micro-batch 1,
+  activation checkpointing).
+* ``fsdp`` over N GPUs (``memory_fsdp``): the 16 B/param divided by N, plus the whole bf16 units in flight
+  (the working set) plus the activations. The root unit (the embedding, ``lm_head`` and the last
+  LayerNorm) stays gathered from its forward to the end of the backward: its bf16 weights 2, its bf16
+  gradients 2 and their fp32 copy for the reduce-scatter 4, 8 B per root parameter; the blocks: two
+  gathered at once (the one computing and the one prefetched, 2 B each) and one block's bf16 gradients and
+  fp32 copy (6 B), 10 B per block parameter. GPT-J 6B: 4.9 GiB of working set; 22.5 GiB of state per GPU
+  over 4. With ``offload`` the 16 B/param live in host RAM (all GPUs' shards together) and the GPUs hold
+  the working set and the activations.
+* LoRA (Hu et al. 2021), priced for comparison and "not available in this version": frozen bf16 base
+  2 B/param on every GPU + 16 B per LoRA parameter, rank r on the chosen projections, r*(in + out) each.
 
-(PyTorch autocast with fp32 parameters is also 16: fp32 weights 4 + fp32 gradients 4 + moments 8.)
-Data parallel (DDP) keeps all 16 B/param on every GPU. ZeRO-3 / FSDP full sharding divides them by the
-number of GPUs and adds the gathered working set of the largest unit (DeepSpeed's
-``estimate_zero3_model_states_mem_needs``: 4 B x its parameters: bf16 weights gathered plus its bf16
-gradients before the reduce-scatter). ZeRO-3 with the optimizer offloaded to CPU (ZeRO-Offload,
-Ren et al. 2021; same DeepSpeed estimator) keeps 2 B/param / GPUs of bf16 weights on the GPUs and
-16 B/param of fp32 master weights, moments and gradients in host RAM (the estimator adds a x1.5 buffer).
-LoRA (Hu et al. 2021): frozen bf16 base 2 B/param on every GPU + 16 B per LoRA parameter, rank r on
-the chosen projections, r*(in + out) each.
-
-``overton train`` (``overton.train.trainer``) runs one way only: full fine-tuning with the whole model and AdamW
-on every GPU, one process or DDP under torchrun (``memory_trainer``). It keeps fp32 parameters under bf16
-autocast: weights, gradients and moments 16 B/param; on 2 GPUs or more DDP's gradient buckets, a second fp32
-copy of the gradients (4 B/param; measured on the CPU with gloo: +4.07 B/param); and the larger of two peaks,
-the forward and backward passes (activations and the bf16 copy autocast makes of each matmul weight, 2 B) or
-the optimizer step (torch's AdamW on GPUs takes its foreach path, which holds sqrt(v) of every parameter at
-once: 4 B/param, measured 4.00 on the CPU with ``foreach=True``). GPT-J 6B: 112.7 GiB on one GPU, 135.2 GiB
-on each GPU under DDP. ZeRO-3/FSDP, CPU offload and LoRA are priced for comparison and printed as "not
-available in this version".
+``choose_strategy`` is what ``[train] strategy = "auto"`` runs, in the trainer (with the GPUs present) and in
+the dry run (with ``[train.budget]``'s): ``ddp`` when it fits, else ``fsdp``, else (with ``offload =
+true``) ``fsdp`` with CPU offload; each is slower than the one before (sharding adds the gathers and
+reduce-scatters of every block, offload the copies to and from the host and a CPU optimizer step).
 
 Activations are never divided by data parallelism or ZeRO. Per block, bf16, no recomputation
 (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 1, with
@@ -96,22 +101,19 @@ GB = 10**9
 
 HEADROOM = 0.10  # share of each card's memory left free: CUDA context, NCCL buffers, fragmentation
 
-# Bytes per parameter, bf16 mixed precision AdamW (ZeRO paper's 16Φ): 2 + 2 + 4 + 8.
 BF16_WEIGHT = 2
-BF16_GRAD = 2
 FP32_MASTER = 4
 ADAM_MOMENTS = 8
-MODEL_STATE_BYTES = BF16_WEIGHT + BF16_GRAD + FP32_MASTER + ADAM_MOMENTS  # 16
-OPTIMIZER_BYTES = FP32_MASTER + ADAM_MOMENTS  # 12
-OFFLOAD_HOST_BYTES = FP32_MASTER + ADAM_MOMENTS + 4  # fp32 master, moments, fp32 gradients on the CPU: 16
-LORA_PARAM_BYTES = 16  # trainable adapter weights: fp32 weight 4 + fp32 grad 4 + moments 8
-GATHER_BYTES = 4  # ZeRO-3/FSDP working set per parameter of the largest unit (DeepSpeed's estimator)
 
-# What ``overton train`` holds (overton.train.trainer: fp32 parameters, bf16 autocast, torch AdamW, DDP).
+# What ``overton train`` holds (overton.train.strategies: fp32 parameters, fused AdamW on GPUs).
 TRAINER_STATE_BYTES = 4 + 4 + ADAM_MOMENTS  # fp32 weights, fp32 gradients, fp32 AdamW moments: 16
-DDP_BUCKET_BYTES = 4  # DDP's gradient buckets: a second fp32 copy of the gradients (gradient_as_bucket_view off)
-FOREACH_STEP_BYTES = 4  # AdamW's foreach step (torch's default on GPUs) holds sqrt(v) of every parameter at once
-AUTOCAST_COPY_BYTES = 2  # the bf16 copy autocast makes of each matmul weight, kept from forward to backward
+DDP_BUCKET_BYTES = 0  # gradient_as_bucket_view: the gradients are DDP's buckets (4 B/param without it)
+STEP_BYTES = 0  # fused AdamW updates in place (torch's foreach step would hold sqrt(v) of all: 4 B/param)
+AUTOCAST_COPY_BYTES = 2  # ddp: the bf16 copy autocast makes of each matmul weight, kept from forward to backward
+# fsdp's working set per parameter of a unit: the root stays gathered (bf16 weights 2 + bf16 gradients 2 + their
+# fp32 copy for the reduce-scatter 4); blocks: two gathered (2 + 2) and one's gradients with their fp32 copy (6).
+FSDP_ROOT_BYTES = 8
+FSDP_BLOCK_BYTES = 10
 
 # Per block activation bytes, Korthikanti et al. 2022 eq. 1: s*b*h*(34 + 5*a*s/h).
 ACT_LINEAR = 34
@@ -415,43 +417,112 @@ class MemoryEstimate:
         return self.total <= usable_bytes
 
 
-def memory_full(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, sharded: bool = False,
-                offload: bool = False, checkpointing: bool = True, flash_attention: bool = False) -> MemoryEstimate:
-    """Full fine-tuning with AdamW in bf16 mixed precision: data parallel, ZeRO-3/FSDP, or ZeRO-3 + CPU offload."""
-    if gpus < 1:
-        raise ValueError("gpus must be >= 1")
-    p = shape.total_params
-    act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
-    working = GATHER_BYTES * shape.largest_unit_params
-    if offload:
-        return MemoryEstimate(f"ZeRO-3 over {gpus} + optimizer offload", weights=BF16_WEIGHT * p // gpus, grads=0,
-                              optimizer=0, activations=act, working=working, host=OFFLOAD_HOST_BYTES * p)
-    if sharded and gpus > 1:
-        return MemoryEstimate(f"full, ZeRO-3/FSDP over {gpus}", weights=BF16_WEIGHT * p // gpus,
-                              grads=BF16_GRAD * p // gpus, optimizer=OPTIMIZER_BYTES * p // gpus, activations=act,
-                              working=working)
-    return MemoryEstimate("full, one GPU" if gpus == 1 else f"full, replicated on {gpus}",
-                          weights=BF16_WEIGHT * p, grads=BF16_GRAD * p, optimizer=OPTIMIZER_BYTES * p,
-                          activations=act)
+def memory_ddp(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, checkpointing: bool = True,
+               flash_attention: bool = False) -> MemoryEstimate:
+    """``strategy = "ddp"`` on each GPU: the whole model and AdamW on every GPU (one GPU: the plain model).
 
-
-def memory_trainer(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, checkpointing: bool = True,
-                   flash_attention: bool = False) -> MemoryEstimate:
-    """What ``overton train`` holds on each GPU: full fine-tuning, the whole model and AdamW on every GPU.
-
-    fp32 weights, gradients and AdamW moments (16 B/param); over 2 GPUs or more, DDP's gradient buckets
-    (4 B/param); then whichever peaks higher: the forward and backward passes (the activations plus the bf16
-    copies autocast makes of the matmul weights, 2 B each) or the optimizer step (foreach AdamW's sqrt(v),
-    4 B/param; measured on the CPU with torch 2.13: 4.00 B/param above the state during ``step()``).
+    fp32 weights, gradients and AdamW moments (16 B/param); DDP's buckets are the gradients themselves
+    (``DDP_BUCKET_BYTES``); then the forward and backward passes: the activations plus the bf16 copies autocast
+    makes of the matmul weights (2 B each). The fused optimizer step adds nothing (``STEP_BYTES``).
     """
     if gpus < 1:
         raise ValueError("gpus must be >= 1")
     p = shape.total_params
     act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
-    peak = max(act + AUTOCAST_COPY_BYTES * shape.matmul_weight_params, FOREACH_STEP_BYTES * p)
-    return MemoryEstimate("overton train, one GPU" if gpus == 1 else f"overton train, DDP over {gpus}",
+    peak = max(act + AUTOCAST_COPY_BYTES * shape.matmul_weight_params, STEP_BYTES * p)
+    return MemoryEstimate("overton train ddp, one GPU" if gpus == 1 else f"overton train ddp over {gpus}",
                           weights=4 * p, grads=4 * p, optimizer=ADAM_MOMENTS * p, activations=act,
                           working=peak - act, buckets=DDP_BUCKET_BYTES * p if gpus > 1 else 0, runs=True)
+
+
+def memory_fsdp(shape: ModelShape, seq_len: int, micro_batch: int, *, gpus: int = 1, offload: bool = False,
+                checkpointing: bool = True, flash_attention: bool = False) -> MemoryEstimate:
+    """``strategy = "fsdp"`` on each of ``gpus`` GPUs: the 16 B/param of training state sharded, the working set of
+    whole bf16 units (``FSDP_ROOT_BYTES`` per root parameter, ``FSDP_BLOCK_BYTES`` per block parameter) and the
+    activations; with ``offload`` the state is in host RAM (``host``: all the GPUs' shards together)."""
+    if gpus < 1:
+        raise ValueError("gpus must be >= 1")
+    p = shape.total_params
+    act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
+    root = p - shape.n_layer * shape.layer_params
+    working = FSDP_ROOT_BYTES * root + FSDP_BLOCK_BYTES * shape.layer_params
+    label = f"overton train fsdp over {gpus}"
+    if offload:
+        return MemoryEstimate(f"{label} + CPU offload", weights=0, grads=0, optimizer=0, activations=act,
+                              working=working, host=TRAINER_STATE_BYTES * p, runs=True)
+    shard = -(-p // gpus)
+    return MemoryEstimate(label, weights=4 * shard, grads=4 * shard, optimizer=ADAM_MOMENTS * shard, activations=act,
+                          working=working, runs=True)
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """What ``[train] strategy`` comes to on some GPUs: the strategy (None: nothing fits), with CPU offload or
+    not, its memory per GPU, and the figures that decided it (``reason``, to print in parentheses)."""
+
+    name: str | None
+    offload: bool
+    memory: MemoryEstimate | None
+    reason: str
+
+    @property
+    def way(self) -> str:
+        return f"{self.name}{' + CPU offload' if self.offload else ''}"
+
+
+def strategy_options(shape: ModelShape, seq_len: int, micro_batch: int, gpus: int, *, checkpointing: bool,
+                     flash_attention: bool = False) -> list[tuple[str, bool, MemoryEstimate]]:
+    """The ways overton train runs full fine-tuning on ``gpus`` GPUs, fastest first: (strategy, offload, memory):
+    ddp; fsdp (on 2 GPUs or more: on one it shards nothing); fsdp with CPU offload."""
+    common = {"checkpointing": checkpointing, "flash_attention": flash_attention}
+    options = [("ddp", False, memory_ddp(shape, seq_len, micro_batch, gpus=gpus, **common))]
+    if gpus > 1:
+        options.append(("fsdp", False, memory_fsdp(shape, seq_len, micro_batch, gpus=gpus, **common)))
+    options.append(("fsdp", True, memory_fsdp(shape, seq_len, micro_batch, gpus=gpus, offload=True, **common)))
+    return options
+
+
+def _needs(name: str, offload: bool, memory: MemoryEstimate) -> str:
+    host = f" and {_gib(memory.host)} of host RAM" if offload else ""
+    return f"{name}{' + CPU offload' if offload else ''} {_gib(memory.total)} per GPU{host}"
+
+
+def choose_strategy(shape: ModelShape, seq_len: int, micro_batch: int, gpus: int, card: GPU, *,
+                    strategy: str = "auto", offload: bool = False, checkpointing: bool = True,
+                    flash_attention: bool = False, headroom: float = HEADROOM,
+                    host_ram_bytes: int | None = None) -> StrategyChoice:
+    """What ``[train] strategy`` (``auto``, ``ddp``, ``fsdp``, ``lora``) comes to on ``gpus`` x ``card``.
+
+    ``auto``: the first of ``strategy_options`` that fits (CPU offload only when ``offload`` allows it, and when
+    the host RAM holds it if known); ``name`` None when none does. A strategy named in the settings: that
+    one, with whether it fits said. The one function behind the dry run and the trainer, so the dry run never
+    promises what the trainer will not do.
+    """
+    usable = int(card.memory_bytes * (1 - headroom))
+    on = f"of {_gib(usable)} usable on {gpus} x {card.name}"
+    if strategy == "lora":
+        return StrategyChoice("lora", False, None, "as set")
+    options = strategy_options(shape, seq_len, micro_batch, gpus, checkpointing=checkpointing,
+                               flash_attention=flash_attention)
+
+    def fits(off: bool, memory: MemoryEstimate) -> bool:
+        return memory.fits(usable) and not (off and host_ram_bytes is not None and memory.host > host_ram_bytes)
+
+    if strategy != "auto":
+        off = strategy == "fsdp" and offload
+        name, off, memory = next((o for o in options if o[:2] == (strategy, off)), (strategy, off, options[0][2]))
+        verdict = "fits" if fits(off, memory) else "DOES NOT FIT"
+        return StrategyChoice(name, off, memory, f"as set: {_needs(name, off, memory)} {on}: {verdict}")
+    tried = []
+    for name, off, memory in options:
+        if off and not offload:
+            continue
+        if fits(off, memory):
+            others = f"; {', '.join(tried)} would not fit" if tried else ""
+            return StrategyChoice(name, off, memory, f"{_needs(name, off, memory)} {on}{others}")
+        tried.append(_needs(name, off, memory))
+    hint = "" if offload else f"; with [train] offload = true, {_needs('fsdp', True, options[-1][2])}"
+    return StrategyChoice(None, False, None, f"nothing fits: {', '.join(tried)} {on}{hint}")
 
 
 def memory_lora(shape: ModelShape, seq_len: int, micro_batch: int, *, rank: int = 8,
@@ -521,16 +592,17 @@ NOT_AVAILABLE = "not available in this version"
 
 @dataclass(frozen=True)
 class FullOption:
-    """The fewest GPUs of one kind that hold full fine-tuning without offload, and the time at the same MFU:
-    one GPU when overton train fits it, else the fewest that hold it sharded (ZeRO-3/FSDP)."""
+    """The fewest GPUs of one kind that hold full fine-tuning without offload, with the strategy ``auto`` takes
+    there (ddp on one GPU when it fits, else fsdp over the fewest that hold it) and the time at the same MFU."""
 
     gpu: GPU
     count: int
+    strategy: str
     memory: MemoryEstimate
     hours: float
 
     def describe(self) -> str:
-        return f"{self.count} x {self.gpu.name} ({_hours(self.hours)})"
+        return f"{self.count} x {self.gpu.name} ({self.strategy}, {_hours(self.hours)})"
 
 
 @dataclass(frozen=True)
@@ -554,10 +626,8 @@ class BudgetReport:
     lora_hours: float
     price_per_gpu_hour: float | None
     currency: str
-    full_single: MemoryEstimate  # overton train on one GPU
-    full_ddp: MemoryEstimate | None  # overton train on each of the GPUs (DDP); None on one GPU
-    full_sharded: MemoryEstimate | None  # None on one GPU
-    full_offload: MemoryEstimate
+    options: tuple[tuple[str, bool, MemoryEstimate], ...]  # strategy_options: (strategy, offload, memory)
+    choice: StrategyChoice  # what [train] strategy comes to here
     lora: MemoryEstimate
     lora_rank: int
     activations_other: int  # activations with the other checkpointing choice, for the report
@@ -606,29 +676,13 @@ class BudgetReport:
         return int(self.gpu.memory_bytes * (1 - self.headroom))
 
     def fits(self, estimate: MemoryEstimate | None) -> bool:
-        return estimate is not None and estimate.fits(self.usable_bytes)
+        if estimate is None or not estimate.fits(self.usable_bytes):
+            return False
+        return not (estimate.host and self.host_ram_bytes is not None and estimate.host > self.host_ram_bytes)
 
-    @property
-    def trainer(self) -> MemoryEstimate:
-        """What overton train holds per GPU on the chosen hardware."""
-        return self.full_ddp or self.full_single
-
-    @property
-    def trainer_fits(self) -> bool:
-        return self.fits(self.trainer)
-
-    @property
-    def full_single_fits(self) -> bool:
-        return self.fits(self.full_single)
-
-    @property
-    def full_sharded_fits(self) -> bool:
-        return self.fits(self.full_sharded)
-
-    @property
-    def offload_fits(self) -> bool:
-        host_ok = self.host_ram_bytes is None or self.full_offload.host <= self.host_ram_bytes
-        return self.fits(self.full_offload) and host_ok
+    def memory(self, strategy: str, offload: bool = False) -> MemoryEstimate | None:
+        """The estimate of one strategy on these GPUs (None: fsdp without offload on one GPU)."""
+        return next((m for name, off, m in self.options if (name, off) == (strategy, offload)), None)
 
     @property
     def lora_fits(self) -> bool:
@@ -654,50 +708,25 @@ class BudgetReport:
         return "" if amount is None else f", {amount:,.2f} {self.currency}"
 
     def verdict(self) -> str:
-        """One sentence: whether overton train fits the chosen hardware, and what else would."""
-        g, n = self.gpu.name, self.gpus
-        usable = _gib(self.usable_bytes)
-        if self.trainer_fits:
-            where = f"one {g}" if n == 1 else f"each of {n} x {g} with DDP"
-            return f"overton train fits: full fine-tuning on {where} ({_gib(self.trainer.total)} <= {usable} usable)"
-        if self.full_single_fits:
-            text = (f"full fine-tuning fits on one {g} ({_gib(self.full_single.total)}), not with DDP over {n} "
-                    f"({_gib(self.trainer.total)} > {usable} usable: its gradient buckets add {DDP_BUCKET_BYTES} "
-                    "B/param)")
-        else:
-            text = f"full fine-tuning does not fit on one {g} ({_gib(self.full_single.total)} > {usable} usable)"
-        if self.full_sharded_fits:
-            text += (f"; it fits sharded over {n} GPUs ({_gib(self.full_sharded.total)} per GPU) with "
-                     f"ZeRO-3/FSDP, {NOT_AVAILABLE}")
-        elif self.full_sharded is not None:
-            states = MODEL_STATE_BYTES * self.shape.total_params
-            text += (f", nor sharded over {n} GPUs without CPU offload ({MODEL_STATE_BYTES} B/param = "
-                     f"{human_bytes(states)} / {n} = {human_bytes(states / n)} = {_gib(states / n)} of model states, "
-                     f"{_gib(self.full_sharded.total)} per GPU with activations > {usable})")
-        runs = f"runs it on one {g} only" if self.full_single_fits else f"cannot run it on {n} x {g}"
-        return f"{text}; overton train {runs}"
+        """One sentence: what ``[train] strategy`` comes to on this hardware, and the figures that decide it."""
+        c = self.choice
+        if c.name is None:
+            return f"overton train cannot run full fine-tuning here ({c.reason})"
+        if c.name == "lora":
+            return f"overton train: strategy lora, {NOT_AVAILABLE}"
+        if c.reason.startswith("as set"):
+            return f"overton train runs {c.way} ({c.reason})"
+        return f"overton train (strategy auto) takes {c.way}: full fine-tuning fits ({c.reason})"
 
     def what_fits(self) -> list[str]:
-        """The ways to train that fit this hardware, then the fewest GPUs of each kind for full fine-tuning;
-        each says whether overton train runs it."""
-        here = []
-        if self.trainer_fits:
-            here.append(f"full fine-tuning with overton train ({_gib(self.trainer.total)} per GPU)")
-        if self.full_sharded_fits:
-            here.append(f"full fine-tuning with ZeRO-3/FSDP over {self.gpus} ({_gib(self.full_sharded.total)} per "
-                        f"GPU, {NOT_AVAILABLE})")
-        if not self.trainer_fits and not self.full_sharded_fits and self.offload_fits:
-            here.append(f"ZeRO-3 with the optimizer offloaded to CPU ({_gib(self.full_offload.total)} per GPU, "
-                        f"{_gib(self.full_offload.host)} of host RAM, {NOT_AVAILABLE})")
+        """The ways to train that fit this hardware, then the fewest GPUs of each kind for full fine-tuning."""
+        here = [_needs(name, off, m) for name, off, m in self.options if self.fits(m)]
         if self.lora_fits:
             here.append(f"LoRA r={self.lora_rank} ({_gib(self.lora.total)} per GPU, {NOT_AVAILABLE})")
         lines = [f"fits on {self.gpus} x {self.gpu.name}: " + ("; ".join(here) if here else "nothing above")]
-        runs = [o.describe() for o in self.full_options if o.memory.runs]
-        lines.append("overton train (full fine-tuning, the whole model and AdamW on each GPU) fits on: "
-                     + (", ".join(runs) if runs else "none of " + ", ".join(GPUS)))
-        sharded = [o.describe() for o in self.full_options if not o.memory.runs]
-        if sharded:
-            lines.append(f"full fine-tuning sharded with ZeRO-3/FSDP ({NOT_AVAILABLE}) fits on: " + ", ".join(sharded))
+        fewest = [o.describe() for o in self.full_options]
+        lines.append("full fine-tuning without offload fits on: " + (", ".join(fewest) if fewest else
+                                                                      "none of " + ", ".join(GPUS) + " up to 128"))
         return lines
 
     def lines(self) -> list[str]:
@@ -721,22 +750,22 @@ class BudgetReport:
                    f"{self._money(self.lora_cost)}{price}")
         ckpt = "with" if self.activation_checkpointing else "without"
         other = "without" if self.activation_checkpointing else "with"
+        activations = self.options[0][2].activations
         out.append(f"memory per GPU, activations {ckpt} checkpointing at micro-batch {self.micro_batch} "
-                   f"({_gib(self.full_single.activations)}; {other}: {_gib(self.activations_other)}); {g.name} has "
+                   f"({_gib(activations)}; {other}: {_gib(self.activations_other)}); {g.name} has "
                    f"{_gib(g.memory_bytes)}, {_gib(self.usable_bytes)} usable with {self.headroom:.0%} headroom")
-        out.append(f"  (overton train: fp32 weights, gradients, AdamW moments {TRAINER_STATE_BYTES} B/param + DDP "
-                   f"buckets {DDP_BUCKET_BYTES} B/param on 2+ GPUs + the larger of activations with bf16 weight copies "
-                   f"and AdamW's {FOREACH_STEP_BYTES} B/param step buffer; the others: bf16 mixed precision, "
-                   f"{MODEL_STATE_BYTES} B/param)")
-        for row in (self.full_single, self.full_ddp, self.full_sharded, self.full_offload, self.lora):
-            if row is None:
-                continue
+        out.append(f"  (fp32 weights, gradients, AdamW moments {TRAINER_STATE_BYTES} B/param: ddp on each GPU, with "
+                   f"autocast's bf16 weight copies {AUTOCAST_COPY_BYTES} B/param; fsdp divided by the GPUs, with the "
+                   f"whole bf16 units in flight ({FSDP_ROOT_BYTES} B/param of the root, {FSDP_BLOCK_BYTES} of a "
+                   "block); CPU offload: in host RAM)")
+        for _name, _off, row in self.options:
             verdict = "fits" if self.fits(row) else "DOES NOT FIT"
             host = f", host RAM {_gib(row.host)}" if row.host else ""
             if row.host and self.host_ram_bytes is not None and row.host > self.host_ram_bytes:
                 verdict = f"DOES NOT FIT (host RAM {_gib(self.host_ram_bytes)})"
-            available = "" if row.runs else f"; {NOT_AVAILABLE}"
-            out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}{available}")
+            out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}")
+        verdict = "fits" if self.lora_fits else "DOES NOT FIT"
+        out.append(f"  {self.lora.label:<40} {_gib(self.lora.total):>10}  {verdict}; {NOT_AVAILABLE}")
         out.append("verdict: " + self.verdict())
         out.extend(self.what_fits())
         out.append(f"checkpoints: {human_bytes(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), "
@@ -758,14 +787,12 @@ def _full_options(shape: ModelShape, seq_len: int, micro_batch: int, tokens: flo
                   catalogue: Iterable[GPU]) -> tuple[FullOption, ...]:
     options = []
     fpt = flops_per_token(shape, seq_len)
-    common = {"checkpointing": checkpointing, "flash_attention": flash_attention}
     for card in catalogue:
-        usable = int(card.memory_bytes * (1 - headroom))
         for count in POWERS_OF_TWO:
-            estimate = (memory_trainer(shape, seq_len, micro_batch, **common) if count == 1
-                        else memory_full(shape, seq_len, micro_batch, gpus=count, sharded=True, **common))
-            if estimate.fits(usable):
-                options.append(FullOption(card, count, estimate,
+            choice = choose_strategy(shape, seq_len, micro_batch, count, card, checkpointing=checkpointing,
+                                     flash_attention=flash_attention, headroom=headroom)
+            if choice.name is not None:
+                options.append(FullOption(card, count, choice.name, choice.memory,
                                           train_hours(tokens, fpt, card.peak_flops, count, mfu)))
                 break
     return tuple(options)
@@ -775,6 +802,7 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
          gpu_name: str | GPU = "A100-40GB", mfu: float = 0.40, price_per_gpu_hour: float | None = None,
          micro_batch: int = 1, epochs: float = 1.0, checkpoint_keep: int = 2, disk_free_bytes: int | None = None,
          *, global_batch: int | None = None, activation_checkpointing: bool = True, flash_attention: bool = False,
+         strategy: str = "auto", offload: bool = False,
          lora_rank: int = 8, lora_targets: Sequence[str] = ("q_proj", "v_proj"), host_ram_bytes: int | None = None,
          headroom: float = HEADROOM, checkpoint_format: CheckpointFormat = DEEPSPEED_BF16,
          currency: str = "EUR") -> BudgetReport:
@@ -783,6 +811,7 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
     ``mfu`` is an assumption (0.40 by default, what a tuned FSDP/DeepSpeed run of a 6B model can reach; the
     original run got 0.15): replace it with the MFU the trainer logs from its first steps. ``global_batch``
     (sequences) defaults to ``micro_batch * gpus``; it must be a multiple of it (the rest is accumulation).
+    ``strategy`` and ``offload`` are ``[train]``'s: the report says what they come to (``choose_strategy``).
     """
     card = gpu(gpu_name)
     if tokens < 0:
@@ -817,10 +846,9 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
         hours=train_hours(trained, fpt, card.peak_flops, gpus, mfu),
         lora_hours=train_hours(trained, lora_fpt, card.peak_flops, gpus, mfu),
         price_per_gpu_hour=price_per_gpu_hour, currency=currency,
-        full_single=memory_trainer(shape, seq_len, micro_batch, **common),
-        full_ddp=memory_trainer(shape, seq_len, micro_batch, gpus=gpus, **common) if gpus > 1 else None,
-        full_sharded=memory_full(shape, seq_len, micro_batch, gpus=gpus, sharded=True, **common) if gpus > 1 else None,
-        full_offload=memory_full(shape, seq_len, micro_batch, gpus=gpus, offload=True, **common),
+        options=tuple(strategy_options(shape, seq_len, micro_batch, gpus, **common)),
+        choice=choose_strategy(shape, seq_len, micro_batch, gpus, card, strategy=strategy, offload=offload,
+                               headroom=headroom, host_ram_bytes=host_ram_bytes, **common),
         lora=memory_lora(shape, seq_len, micro_batch, rank=lora_rank, targets=lora_targets, **common),
         lora_rank=lora_rank,
         activations_other=activation_bytes(shape, seq_len, micro_batch, checkpointing=not activation_checkpointing,

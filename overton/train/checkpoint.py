@@ -79,9 +79,12 @@ HASH = "blake3"
 MIN_KEEP = 2
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
-# Bytes torch.save adds per tensor (pickle record, zip entry, 64-byte alignment). Measured with torch 2.13:
-# 360-370 bytes per model tensor and ~270 per AdamW state tensor (step scalar included); rounded up.
-TENSOR_OVERHEAD_BYTES = 512
+# Bytes a checkpoint adds per tensor, or per shard of a sharded tensor, beyond its data: torch.distributed.checkpoint
+# saves each with torch.save into its rank's file (zip records, pickle, alignment) and indexes it in .metadata.
+# Measured with torch 2.13 on a tiny GPT-J (100 tensors: 25 of the model, 3 per parameter for AdamW): 2,033 bytes
+# per tensor on one process, 1,958 per piece over two FSDP ranks (175 pieces: the AdamW step counters are not
+# sharded); rounded up. (torch.save of whole state dicts, earlier versions' format, added 270-370.)
+TENSOR_OVERHEAD_BYTES = 2048
 # Scheduler, RNG (CPU generator state is 5 KB, each CUDA device 16 bytes) and loader state: a few KB in
 # practice; a generous allowance.
 EXTRA_STATE_BYTES = 1 << 16
@@ -181,11 +184,13 @@ def module_bytes(model: Any) -> int:
 
 
 def estimate_checkpoint_bytes(model: Any, optimizer_state_bytes_per_param: int | None = None,
-                              master_weight_bytes: int = 0, extra_bytes: int = EXTRA_STATE_BYTES) -> int:
+                              master_weight_bytes: int = 0, extra_bytes: int = EXTRA_STATE_BYTES,
+                              shards: int = 1) -> int:
     """Size of one checkpoint of ``model`` (a ``torch.nn.Module``) trained with AdamW, measured from it.
 
     The model part is its state dict; the optimizer part is two moments per trained parameter, of the
     parameter's dtype unless ``optimizer_state_bytes_per_param`` says otherwise (see ``checkpoint_bytes``).
+    ``shards``: the pieces each tensor is saved in (the processes of a sharded run), each with its overhead.
     """
     state = model.state_dict()
     trained = {id(p): p for p in model.parameters() if p.requires_grad}.values()
@@ -195,7 +200,7 @@ def estimate_checkpoint_bytes(model: Any, optimizer_state_bytes_per_param: int |
         optimizer = sum(p.numel() for p in trained) * optimizer_state_bytes_per_param
     masters = sum(p.numel() for p in trained) * master_weight_bytes
     n_tensors = len(state) + 3 * len(trained)
-    return module_bytes(model) + optimizer + masters + n_tensors * TENSOR_OVERHEAD_BYTES + extra_bytes
+    return module_bytes(model) + optimizer + masters + n_tensors * shards * TENSOR_OVERHEAD_BYTES + extra_bytes
 
 
 # ---------------------------------------------------------------------------------------- checkpoints

@@ -11,6 +11,8 @@ It reads what the run would read and prints ``overton.train.budget.plan``'s repo
   Cedille/fr-boris), else the hub's config through transformers; an assumed shape is said.
 
 Checkpoint sizes are those ``overton train`` writes: fp32 weights and fp32 AdamW moments, 12 B/param.
+What ``[train] strategy`` comes to on that hardware is decided by ``budget.choose_strategy``, the function
+the trainer runs on the GPUs it finds, so the dry run says what the run will do.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def dry_run(workspace: Workspace, settings: TrainConfig, size: str | None = None
                   price_per_gpu_hour=budget.price_per_gpu_hour or None, micro_batch=settings.micro_batch,
                   epochs=epochs, checkpoint_keep=settings.keep, disk_free_bytes=_free_space(paths.checkpoints),
                   global_batch=settings.global_batch, activation_checkpointing=settings.activation_checkpointing,
+                  strategy=settings.strategy, offload=settings.offload,
                   lora_rank=budget.lora_rank, checkpoint_format=FP32_PARAMS, currency=budget.currency)
     about = "about " if estimated else ""
     head = [f"dataset {paths.dataset}: {about}{tokens:,} tokens selected ({per_epoch:,} sequences of "

@@ -45,13 +45,13 @@ from overton.corpus.config import TrainConfig
 from overton.corpus.errors import UserError
 from overton.corpus.lifetime import worker_of
 from overton.corpus.workspace import Workspace
-from overton.train.budget import GPUS, ModelShape, flops_per_token
+from overton.train.budget import GPU, GPUS, ModelShape, choose_strategy, flops_per_token
 from overton.train.checkpoint import CheckpointManager, file_digest, human_bytes
 from overton.train.data import SequenceDataset
 from overton.train.distributed import Distributed
 from overton.train.loader import Layout, PackedStream, Tokenizer, eval_batches
 from overton.train.metrics import Metrics, plot_loss
-from overton.train.model import load_model
+from overton.train.model import attention_implementation, load_model
 from overton.train.sources import Sources, selection, task
 from overton.train.strategies import strategy_class
 
@@ -164,17 +164,23 @@ class Run:
                             f"global batch of {s.global_batch}")
         self.bf16 = s.precision == "bf16" or (s.precision == "auto" and d.device.type == "cuda"
                                               and torch.cuda.is_bf16_supported())
-        model = load_model(self.paths.model, self.paths.from_config, s.seed, self.tokenizer.backend.get_vocab_size())
+        self.attention = attention_implementation(d.device, self.bf16)
+        model = load_model(self.paths.model, self.paths.from_config, s.seed, self.tokenizer.backend.get_vocab_size(),
+                           self.attention)
         if s.seq_len > model.config.n_positions:
             raise UserError(f"[train] seq_len {s.seq_len} is longer than the model's {model.config.n_positions} "
                             "positions")
         if s.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+        if s.compile:  # block by block, before any wrapping (as FSDP2 wants it)
+            for block in model.transformer.h:
+                block.compile()
         shape = ModelShape.from_gptj_config(model.config.to_dict())
         self.flops_per_token = flops_per_token(shape, s.seq_len)
         self.peak = peak_flops(s, d.device)
-        self.strategy = strategy_class(self._strategy_name())(d, s, self.bf16)
+        name, offload, self.strategy_line = self._choose_strategy(shape)
+        self.strategy = strategy_class(name)(d, s.model_copy(update={"offload": offload}), self.bf16)
         self.strategy.prepare(model)
         self.optimizer = self.strategy.optimizer
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -182,8 +188,24 @@ class Run:
                                               min_ratio=s.min_lr_ratio))
         self.manager = CheckpointManager(self.paths.checkpoints, keep=s.keep)
 
-    def _strategy_name(self) -> str:
-        return "ddp" if self.settings.strategy == "auto" else self.settings.strategy
+    def _choose_strategy(self, shape: ModelShape) -> tuple[str, bool, str | None]:
+        """``[train] strategy``, or for ``auto`` what ``budget.choose_strategy`` (the dry run's planner) takes on
+        the GPUs present; whether to offload; and the line that says why (None: as set, and it fits)."""
+        s, d = self.settings, self.dist
+        if d.device.type != "cuda":
+            if s.strategy == "auto":
+                return "ddp", False, "strategy auto takes ddp (on CPUs: no GPU memory to plan for)"
+            return s.strategy, s.offload, None
+        properties = torch.cuda.get_device_properties(d.device)
+        card = GPU(properties.name, properties.total_memory, self.peak or 0.0)
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        choice = choose_strategy(shape, s.seq_len, s.micro_batch, d.world, card, strategy=s.strategy,
+                                 offload=s.offload, checkpointing=s.activation_checkpointing, host_ram_bytes=host)
+        if choice.name is None:
+            raise UserError(f"[train] strategy auto: full fine-tuning fits no strategy here ({choice.reason}); set "
+                            "[train] strategy to try one anyway")
+        taken = "takes" if s.strategy == "auto" else "runs"
+        return choice.name, choice.offload, f"strategy {s.strategy} {taken} {choice.way} ({choice.reason})"
 
     def _on_main(self, function):
         """``function()`` on rank 0 only; its result is shared with every rank, its UserError raised on all."""
@@ -331,10 +353,13 @@ class Run:
                           progress=self.progress)
         if preflight:
             metrics.say(preflight.summary())
+        if self.strategy_line:
+            metrics.say(self.strategy_line)
         metrics.say(f"{'resuming at step ' + str(start) if resumed is not None else 'starting'}: "
                     f"{self.last_step} steps of {s.global_batch} sequences x {s.seq_len} tokens; {d.world} "
                     f"process(es) x micro-batch {s.micro_batch} x {self.layout.accumulation} accumulation; "
-                    f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}; {self.strategy.describe()}")
+                    f"{'bf16' if self.bf16 else 'fp32'} on {d.device.type}; {self.strategy.describe()}; attention "
+                    f"{self.attention}{'; blocks compiled' if s.compile else ''}")
         if s.task == "chat":
             metrics.say(self.stream.describe())
         evaluation = self._evaluation_stream(metrics)
@@ -407,7 +432,7 @@ class Run:
                 exported = strategy.export(self.paths.export, self.paths.tokenizer)  # every rank: FSDP gathers
                 if d.main:
                     plot_loss(metrics.path, self.paths.output / "loss.png")
-                metrics.say(f"done: {step} steps; model exported to {exported}")  # the strategy's folder
+                metrics.say(f"done: {step} steps; model exported to {self.paths.export}")
             d.barrier()
             return Outcome(step, self.last_step, None, resumed, exported, last_loss)
         finally:

@@ -8,8 +8,8 @@ name      what it does                                                          
 ========  =====================================================================================  ==============
 ``ddp``   the whole model and AdamW on every process; gradients all-reduced (DDP; one process:   ``ddp.py``
           the plain model)
-``lora``  the base model frozen (bf16 when computing in bf16), LoRA adapters trained on its       ``lora.py``
-          projections (peft), as ddp; checkpoints of the adapters only
+``fsdp``  parameters, gradients and AdamW states sharded over the processes (FSDP2), bf16        ``fsdp.py``
+          compute with fp32 master weights, optional CPU offload
 ========  =====================================================================================  ==============
 
 ``[train] strategy = "auto"`` (the default) takes the fastest one that
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 #: Strategy name -> "module:Class", imported when a run chooses it.
 STRATEGIES: dict[str, str] = {
     "ddp": "overton.train.strategies.ddp:DdpStrategy",
-    "lora": "overton.train.strategies.lora:LoraStrategy",
+    "fsdp": "overton.train.strategies.fsdp:FsdpStrategy",
 }
 
 

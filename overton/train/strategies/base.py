@@ -85,9 +85,10 @@ class Strategy:
         """The precision the run trained in: bf16 when it computed in bf16, else fp32."""
         return torch.bfloat16 if self.bf16 else torch.float32
 
-    def measure(self, model: torch.nn.Module) -> None:
-        """Sizes of one checkpoint and of the export, from the whole model (call it before sharding)."""
-        self.checkpoint_bytes = estimate_checkpoint_bytes(model)
+    def measure(self, model: torch.nn.Module, shards: int = 1) -> None:
+        """Sizes of one checkpoint (each tensor saved in ``shards`` pieces) and of the export, from the whole
+        model: call it before sharding."""
+        self.checkpoint_bytes = estimate_checkpoint_bytes(model, shards=shards)
         self.export_bytes = export_bytes(model, self.export_dtype)
 
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -132,7 +133,7 @@ class Strategy:
         import torch.distributed.checkpoint as dcp
 
         model, optimizer = self.state_dicts()
-        dcp.save({"model": model, "optimizer": optimizer}, checkpoint_id=folder)
+        dcp.save({"model": model, "optimizer": optimizer}, checkpoint_id=folder, no_dist=_alone())
         mine = sorted(folder.glob(f"__{self.dist.rank}_*.distcp"))
         return mine + [folder / DCP_METADATA] if self.dist.main else mine
 
@@ -146,7 +147,7 @@ class Strategy:
             return
         model, optimizer = self.state_dicts()
         state = {"model": model, "optimizer": optimizer}
-        dcp.load(state, checkpoint_id=folder)
+        dcp.load(state, checkpoint_id=folder, no_dist=_alone())
         set_state_dict(self.module, self.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"], options=self.state_options())
 
@@ -166,6 +167,11 @@ class Strategy:
         if not self.dist.main:
             return None
         return export(self.module, folder, self.export_dtype, tokenizer, state)
+
+
+def _alone() -> bool:
+    """One process without a process group (ddp on one process): DCP then reads and writes without collectives."""
+    return not torch.distributed.is_initialized()
 
 
 def refuse_legacy(strategy: Strategy, folder: Path) -> None:
