@@ -298,15 +298,18 @@ def cmd_evaluate(args) -> int:
     if args.text and (args.sources or args.limit is not None):
         raise UserError("--sources and --limit choose documents of a --dataset, not of a --text file")
     device = pick_device(args.device)
-    models = [load(args.model, device)] + ([load(args.compare, device)] if args.compare else [])
-    context = args.context or min(m.positions for m in models)
-    stride = args.stride or max(1, context // 2)
-    scores = []
-    for pretrained in models:
+    scores, context = [], args.context
+    for name, prefix in ((args.model, ""), (args.compare, "base: ")):
+        if name is None:
+            continue
+        pretrained = load(name, device)  # one model in memory at a time
+        context = context or pretrained.positions
         texts = file_text(args.text) if args.text else dataset_texts(
             args.dataset, [s for s in (args.sources or "").split(",") if s], args.limit, held_out)
-        score = evaluate(pretrained, texts, context, stride, args.batch, progress=not args.quiet)
-        scores.append((pretrained.label if pretrained is models[0] else f"base: {pretrained.label}", score))
+        stride = args.stride or max(1, context // 2)
+        scores.append((prefix + pretrained.label,
+                       evaluate(pretrained, texts, context, stride, args.batch, progress=not args.quiet)))
+        del pretrained
     print("\n".join(report(scores, context, stride)))
     return EXIT_OK
 

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from overton.corpus.errors import UserError
+from overton.train.loader import Selection
 from overton.train.pretrained import Pretrained
 
 
@@ -132,9 +133,11 @@ def file_text(path: str) -> list[str]:
         raise UserError(f"--text {path}: not UTF-8 ({error.reason} at byte {error.start})") from None
 
 
-def dataset_texts(location: str, sources: list[str], limit: int | None, held_out=None) -> Iterator[str]:
+def dataset_texts(location: str, sources: list[str], limit: int | None,
+                  held_out: Selection | None = None) -> Iterator[str]:
     """The texts of a dataset version's documents, in its file order: those of ``sources`` (all when empty),
-    only those ``held_out`` (a :class:`overton.train.loader.Selection`) holds out when given, at most ``limit``."""
+    only those ``held_out`` holds out of training when given (as the trainer's evaluation does), at most
+    ``limit``."""
     from overton.corpus.dataset import Version
 
     version = Version.open(location)
