@@ -201,6 +201,8 @@ class Run:
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         choice = choose_strategy(shape, s.seq_len, s.micro_batch, d.world, card, strategy=s.strategy,
                                  offload=s.offload, checkpointing=s.activation_checkpointing, host_ram_bytes=host)
+        if choice.memory is None and choice.name is not None:  # a strategy the planner does not price (lora)
+            return choice.name, False, None
         if choice.name is None:
             raise UserError(f"[train] strategy auto: full fine-tuning fits no strategy here ({choice.reason}); set "
                             "[train] strategy to try one anyway")
