@@ -21,7 +21,7 @@ estimate for the same settings (``budget.plan``, as ``overton train --dry-run`` 
 
 overton's runs go through ``overton train``'s own ``Run`` with checkpoints and the export turned off: GPT-J
 6B's checkpoint (72.6 GB) does not fit the 64 GiB disk of the machine this was written for, and writing it
-is not what is measured (``bench/README.md`` gives the save times ``overton train`` logs elsewhere).
+is not what is measured here.
 """
 
 from __future__ import annotations
