@@ -206,6 +206,16 @@ def test_follow_continues_with_the_documents_of_newer_versions(corpus, tmp_path:
     again = PackedStream(url, tokenizer, SEQ, 7, cache, epochs=1, follow=True, segments=follow.state_segments())
     assert np.array_equal(again.sequence(first), after) and np.array_equal(again.sequence(3), head[3])
 
+    # the whole of v0002 from the same cache tokenizes nothing: its files are v0001's (hard links, the same
+    # checksums), whose ids were stored by the first segment, and the new one, stored by the second
+    encoded = []
+    counting = Tokenizer(str(cache.parent / "tokenizer"))
+    original = counting.encode
+    counting.encode = lambda texts: encoded.extend(texts) or original(texts)
+    whole = PackedStream(url, counting, SEQ, 7, cache, epochs=1)
+    assert whole.versions["v0002"].files("data") and whole._epoch(0, 0).tokens > follow._epoch(0, 0).tokens
+    assert encoded == [] and len(whole._index(0)[0]) == len(follow.segments[0].paths) + 1
+
 
 def test_a_dataset_behind_an_fsspec_url_gives_the_same_stream(corpus, tmp_path: Path):
     import fsspec
