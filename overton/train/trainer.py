@@ -434,7 +434,7 @@ class Run:
                 exported = strategy.export(self.paths.export, self.paths.tokenizer)  # every rank: FSDP gathers
                 if d.main:
                     plot_loss(metrics.path, self.paths.output / "loss.png")
-                metrics.say(f"done: {step} steps; model exported to {self.paths.export}")
+                metrics.say(f"done: {step} steps; model exported to {exported}")  # the strategy's folder
             d.barrier()
             return Outcome(step, self.last_step, None, resumed, exported, last_loss)
         finally:

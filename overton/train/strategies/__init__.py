@@ -10,6 +10,8 @@ name      what it does                                                          
           the plain model)
 ``fsdp``  parameters, gradients and AdamW states sharded over the processes (FSDP2), bf16        ``fsdp.py``
           compute with fp32 master weights, optional CPU offload
+``lora``  the base model frozen (bf16 when computing in bf16), LoRA adapters trained on its       ``lora.py``
+          projections (peft), as ddp; checkpoints of the adapters only
 ========  =====================================================================================  ==============
 
 ``[train] strategy = "auto"`` (the default) takes the fastest one that
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 STRATEGIES: dict[str, str] = {
     "ddp": "overton.train.strategies.ddp:DdpStrategy",
     "fsdp": "overton.train.strategies.fsdp:FsdpStrategy",
+    "lora": "overton.train.strategies.lora:LoraStrategy",
 }
 
 
