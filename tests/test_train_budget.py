@@ -22,6 +22,7 @@ from overton.train.budget import (
     GPTJ_6B,
     GPU,
     GPUS,
+    LORA_MODULES,
     SIZES,
     ModelShape,
     _hours,
@@ -38,6 +39,7 @@ from overton.train.budget import (
     plan,
     train_hours,
 )
+from overton.train.checkpoint import EXTRA_STATE_BYTES, TENSOR_OVERHEAD_BYTES
 from overton.train.dryrun import CHARS_PER_TOKEN
 from overton.train.loader import PackedStream, Tokenizer
 from overton.train.sources import selection
@@ -267,7 +269,14 @@ def test_checkpoint_size_and_disk():
     assert report.disk_ok is False
     assert _a100_plan(disk_free_bytes=400 * GB).disk_ok is True
     assert _a100_plan(disk_free_bytes=None).disk_ok is None
-    assert report.lora_checkpoint_bytes == 12 * 3_670_016
+    # LoRA r=8 on q_proj and v_proj: fp32 adapters and AdamW moments, 4 tensors (with the step) per A and B of each
+    assert report.lora_checkpoint_bytes == 12 * 3_670_016 + 4 * 2 * 28 * 2 * TENSOR_OVERHEAD_BYTES + EXTRA_STATE_BYTES
+    assert report.lora_export_bytes == 4 * 3_670_016 + 2 * GPTJ_6B.total_params  # adapters + the merged bf16 model
+    lora = _a100_plan(strategy="lora", disk_free_bytes=20 * GB)
+    assert lora.run_sizes == ("LoRA", lora.lora_checkpoint_bytes, lora.lora_export_bytes)
+    assert lora.disk_needed == 3 * lora.lora_checkpoint_bytes + lora.lora_export_bytes and lora.disk_ok
+    assert "\ndisk: 20.0 GB free holds 444 LoRA checkpoint(s); keeping 2 needs 3 x 45.0 MB + export = 12.3 GB: " \
+           "enough" in "\n".join(lora.lines())
 
 
 def test_lines_say_the_verdicts():
@@ -277,27 +286,36 @@ def test_lines_say_the_verdicts():
     assert "\n  overton train ddp over 2                  102.0 GiB  DOES NOT FIT\n" in text
     assert "\n  overton train fsdp over 2                  50.9 GiB  DOES NOT FIT\n" in text
     assert "\n  overton train fsdp over 2 + CPU offload     5.9 GiB  fits, host RAM 90.2 GiB\n" in text
-    assert "\n  LoRA r=8 on q_proj,v_proj                  12.2 GiB  fits; not available in this version\n" in text
+    assert "\n  overton train lora r=8 on 2 projections    12.2 GiB  fits\n" in text
     assert "\nverdict: overton train cannot run full fine-tuning here (nothing fits: ddp 102.0 GiB" in text
-    assert ("\nfits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; LoRA r=8 (12.2 "
-            "GiB per GPU, not available in this version)\n") in text
+    assert ("\nfits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; lora r=8 12.2 "
+            "GiB per GPU\n") in text
     assert ("\nfull fine-tuning without offload fits on: 4 x A100-40GB (fsdp, 10.1 h), 2 x A100-80GB (fsdp, 20.3 h), "
             "2 x H100-80GB (fsdp, 6.4 h), 1 x H200-141GB (ddp, 12.8 h)\n") in text
     assert "96.8 GB each" in text and "NOT ENOUGH" in text
-    assert "20.3 h, 40.6 GPU-hours, 44.65 EUR; LoRA (24.79 GFLOP/token, not available in this version) 13.8 h" in text
+    assert "20.3 h, 40.6 GPU-hours, 44.65 EUR; LoRA (24.79 GFLOP/token) 13.8 h" in text
     assert "disk: not checked" in "\n".join(_a100_plan(disk_free_bytes=None).lines())
 
 
-def test_only_lora_is_marked_not_available():
+def test_every_way_priced_is_one_overton_train_runs():
     for report in (_a100_plan(), _a100_plan(gpus=8, gpu_name="A100-80GB"), _a100_plan(gpus=1, gpu_name="H200-141GB"),
                    _a100_plan(gpus=4, gpu_name="H100-80GB", global_batch=32)):
         rows = [line.strip() for line in report.lines() if line.startswith("  ") and "GiB  " in line]
-        assert len(rows) == (4 if report.gpus > 1 else 3)  # ddp, fsdp (2 GPUs or more), fsdp + offload, LoRA
-        for row in rows:
-            assert row.endswith("not available in this version") is row.startswith("LoRA"), row
-        for line in report.lines():
-            if "not available in this version" in line:
-                assert "LoRA" in line, line
+        assert len(rows) == (4 if report.gpus > 1 else 3)  # ddp, fsdp (2 GPUs or more), fsdp + offload, lora
+        assert all(row.startswith("overton train ") for row in rows), rows
+        assert not any("not available" in line for line in report.lines())
+
+
+def test_strategy_lora_is_run_as_set_and_priced_with_its_adapters():
+    report = _a100_plan(strategy="lora", lora_targets=LORA_MODULES, lora_merge=False)
+    assert report.choice.name == "lora"
+    assert report.lora.label == "overton train lora r=8 on 6 projections"
+    assert report.lora.total - report.lora.activations == 2 * GPTJ_6B.total_params + 16 * 16_515_072
+    assert report.verdict() == ("overton train runs lora (as set: 12.4 GiB per GPU of 36.0 GiB usable on 2 x "
+                                "A100-40GB: fits)")
+    assert report.lora_export_bytes == 4 * 16_515_072  # the adapters only
+    assert "LoRA checkpoints 201.0 MB (fp32 adapters + AdamW moments 12 B per adapter parameter), export 66.1 MB" \
+        in "\n".join(report.lines())
 
 
 # --------------------------------------------------------------------------- what overton train holds
@@ -410,8 +428,8 @@ def test_dry_run_without_tokenizer_or_model_config(built, tmp_path: Path):
         assert row.endswith("DOES NOT FIT"), row
     row = next(line for line in lines if line.startswith("  overton train fsdp over 2 + CPU offload"))
     assert row.endswith("fits, host RAM 90.2 GiB"), row
-    row = next(line for line in lines if line.startswith("  LoRA r=8 on q_proj,v_proj"))
-    assert row.endswith("; not available in this version"), row
+    row = next(line for line in lines if line.startswith("  overton train lora r=8 on 6 projections"))  # [train.lora]
+    assert row.endswith(" 17.9 GiB  fits"), row
     verdict = next(line for line in lines if line.startswith("verdict: "))
     assert verdict.startswith("verdict: overton train cannot run full fine-tuning here (nothing fits: ddp 107.4 GiB "
                               "per GPU, fsdp 56.4 GiB per GPU of 36.0 GiB usable on 2 x A100-40GB; with [train] "
@@ -419,7 +437,7 @@ def test_dry_run_without_tokenizer_or_model_config(built, tmp_path: Path):
     fits = next(line for line in lines if line.startswith("fits on 2 x A100-40GB: "))
     items = fits.removeprefix("fits on 2 x A100-40GB: ").split("; ")
     assert len(items) == 2 and items[0].startswith("fsdp + CPU offload 11.3 GiB per GPU")
-    assert items[1].startswith("LoRA r=8 (") and items[1].endswith(", not available in this version)")
+    assert items[1] == "lora r=8 17.9 GiB per GPU"
     assert "\nfull fine-tuning without offload fits on: 4 x A100-40GB (fsdp, " in out
     assert ", 1 x H200-141GB (ddp, " in out
 

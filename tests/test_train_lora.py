@@ -283,6 +283,21 @@ def test_the_disk_preflight_counts_adapter_checkpoints(base, tmp_path, monkeypat
                      "folder\n")
 
 
+def test_the_dry_run_prices_the_adapters_the_trainer_writes(base, reference, tmp_path, capsys):
+    ws = workspace(base, tmp_path / "ws")
+    assert main(["train", "-w", str(ws), "--dry-run", "--gpu", "H100-80GB"]) == 0
+    out = capsys.readouterr().out
+    _, trained = reference
+    [each] = re.findall(r"^checkpoints: (.+?) each, keeping 2;", trained, re.MULTILINE)  # the trainer's disk check
+    assert f"; LoRA checkpoints {each} (fp32 adapters + AdamW moments 12 B per adapter parameter), export " in out
+    assert re.search(rf"^disk: .* free holds \d+ LoRA checkpoint\(s\); keeping 2 needs 3 x {each} \+ export = ", out,
+                     re.MULTILINE)
+    assert re.search(r"^  overton train lora r=4 on 6 projections +\d+\.\d GiB  fits$", out, re.MULTILINE)
+    assert re.search(r"^verdict: overton train runs lora \(as set: \d+\.\d GiB per GPU of 71\.7 GiB usable on 1 x "
+                     r"H100-80GB: fits\)$", out, re.MULTILINE)
+    assert "not available" not in out
+
+
 @pytest.mark.parametrize(("lora", "message"), [
     ({"target_modules": ["q_proj", "c_attn"]},
      "[train.lora] target_modules: c_attn not in GPT-J's projections (q_proj, k_proj, v_proj, out_proj, fc_in, "
@@ -296,3 +311,12 @@ def test_mistakes_are_one_line(base, tmp_path, capsys, lora, message):
     assert main(["train", "-w", str(ws), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("overton: error: ") and message in error and error.count("\n") == 1, error
+
+
+def test_the_earlier_budget_lora_rank_says_what_replaced_it():
+    from overton.corpus.config import parse_config
+    from overton.corpus.errors import UserError
+
+    with pytest.raises(UserError, match=r"^overton.toml: setting 'train.budget.lora_rank' was replaced by "
+                                        r"\[train.lora\] rank"):
+        parse_config("[train.budget]\nlora_rank = 8\n")

@@ -439,8 +439,8 @@ def test_dry_run_for_gptj_6b_on_two_a100_40gb(base, tmp_path: Path, capsys):
     assert ("verdict: overton train cannot run full fine-tuning here (nothing fits: ddp 102.0 GiB per GPU, fsdp "
             "50.9 GiB per GPU of 36.0 GiB usable on 2 x A100-40GB; with [train] offload = true, fsdp + CPU offload "
             "5.9 GiB per GPU and 90.2 GiB of host RAM)") in out
-    assert ("fits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; LoRA r=8 (12.2 GiB "
-            "per GPU, not available in this version)") in out
+    assert ("fits on 2 x A100-40GB: fsdp + CPU offload 5.9 GiB per GPU and 90.2 GiB of host RAM; lora r=8 12.4 GiB "
+            "per GPU") in out  # [train.lora]: rank 8 on the 6 projections
     assert "full fine-tuning without offload fits on: 4 x A100-40GB (fsdp, " in out
     assert "checkpoints: 72.6 GB each (weights 4 + fp32 AdamW moments 8 = 12 B/param), final bf16 export 12.1 GB" \
         in out

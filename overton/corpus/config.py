@@ -300,7 +300,6 @@ class TrainBudgetConfig(_Section):
     mfu: float = Field(0.40, gt=0, le=1)
     price_per_gpu_hour: float = Field(0.0, ge=0)
     currency: str = "EUR"
-    lora_rank: int = Field(8, ge=1)
 
 
 class TrainLoraConfig(_Section):
@@ -804,7 +803,8 @@ precision = "auto"
 activation_checkpointing = false
 # How the model is spread over the devices: "ddp" (the whole model and AdamW on each), "fsdp"
 # (sharded over them: for models whose training state does not fit one device), or "auto": the
-# fastest that fits the GPUs present, as `overton train --dry-run` plans it (ddp on CPUs).
+# fastest that fits the GPUs present, as `overton train --dry-run` plans it (ddp on CPUs). Or
+# "lora": the model frozen, LoRA adapters trained on it ([train.lora]); never chosen by "auto".
 strategy = "auto"
 # fsdp: keep the sharded parameters, gradients and AdamW states in CPU memory and step AdamW there
 # (slower: for when even sharded they do not fit the GPUs). With "auto": allowed, as the last resort.
@@ -860,7 +860,6 @@ gpus = 1
 mfu = 0.4
 price_per_gpu_hour = 0.0
 currency = "EUR"
-lora_rank = 8
 
 [train.lora]
 # strategy = "lora": the base model stays frozen and LoRA adapters train on these GPT-J projections
@@ -885,6 +884,7 @@ _REPLACED = {
     "quality.curated": "[profiles.speech.quality] and [profiles.debate.quality]",
     "pii.skip_sources": "the pii key of each profile ([profiles.NAME] pii = false) and [sources.NAME] profile",
     "language.min_score": "the min_score of each profile ([profiles.NAME.language] min_score)",
+    "train.budget.lora_rank": "[train.lora] rank (the dry run prices the adapters [train.lora] describes)",
 }
 
 

@@ -55,8 +55,10 @@ fine-tuning with fp32 parameters and AdamW: fp32 weights 4 + fp32 gradients 4 + 
   fp32 copy (6 B), 10 B per block parameter. GPT-J 6B: 4.9 GiB of working set; 22.5 GiB of state per GPU
   over 4. With ``offload`` the 16 B/param live in host RAM (all GPUs' shards together) and the GPUs hold
   the working set and the activations.
-* LoRA (Hu et al. 2021), priced for comparison and "not available in this version": frozen bf16 base
-  2 B/param on every GPU + 16 B per LoRA parameter, rank r on the chosen projections, r*(in + out) each.
+* ``lora`` (``memory_lora``; Hu et al. 2021): the frozen base in bf16 on every GPU (2 B/param) + 16 B per
+  adapter parameter (fp32 weight, gradient and AdamW moments), rank r on the projections of ``[train.lora]``,
+  r*(in + out) each, + the activations. Only by name (``strategy = "lora"``): it trains something else than
+  full fine-tuning, so ``auto`` never takes it. Its checkpoints hold the adapters and their moments.
 
 ``choose_strategy`` is what ``[train] strategy = "auto"`` runs, in the trainer (with the GPUs present) and in
 the dry run (with ``[train.budget]``'s): ``ddp`` when it fits, else ``fsdp``, else (with ``offload =
@@ -93,7 +95,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from overton.corpus.errors import UserError
-from overton.train.checkpoint import human_bytes
+from overton.train.checkpoint import checkpoint_bytes, human_bytes
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -531,8 +533,17 @@ def memory_lora(shape: ModelShape, seq_len: int, micro_batch: int, *, rank: int 
     """LoRA: frozen bf16 base on every GPU, 16 B per adapter parameter, activations as for full fine-tuning."""
     lora = shape.lora_params(rank, targets)
     act = activation_bytes(shape, seq_len, micro_batch, checkpointing=checkpointing, flash_attention=flash_attention)
-    return MemoryEstimate(f"LoRA r={rank} on {','.join(targets)}", weights=BF16_WEIGHT * shape.total_params + 4 * lora,
-                          grads=4 * lora, optimizer=ADAM_MOMENTS * lora, activations=act)
+    return MemoryEstimate(f"overton train lora r={rank} on {len(tuple(targets))} projections",
+                          weights=BF16_WEIGHT * shape.total_params + 4 * lora, grads=4 * lora,
+                          optimizer=ADAM_MOMENTS * lora, activations=act, runs=True)
+
+
+def lora_checkpoint_size(shape: ModelShape, rank: int, targets: Sequence[str]) -> int:
+    """One checkpoint of ``strategy = "lora"``, as the trainer's disk check counts it: the fp32 adapters and
+    their two AdamW moments (12 B per adapter parameter) and, per adapter tensor (A and B of each targeted
+    projection of each block), the weight, the two moments and the step counter."""
+    tensors = 4 * 2 * shape.n_layer * len(targets)
+    return checkpoint_bytes(shape.lora_params(rank, targets), n_tensors=tensors)
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
@@ -587,9 +598,6 @@ def _hours(h: float) -> str:
     return f"{h:,.1f} h" if h < 48 else f"{h:,.0f} h ({h / 24:.1f} days)"
 
 
-NOT_AVAILABLE = "not available in this version"
-
-
 @dataclass(frozen=True)
 class FullOption:
     """The fewest GPUs of one kind that hold full fine-tuning without offload, with the strategy ``auto`` takes
@@ -635,6 +643,7 @@ class BudgetReport:
     checkpoint_bytes: int
     export_bytes: int
     lora_checkpoint_bytes: int
+    lora_export_bytes: int
     checkpoint_keep: int
     disk_free_bytes: int | None
     host_ram_bytes: int | None
@@ -689,14 +698,23 @@ class BudgetReport:
         return self.fits(self.lora)
 
     @property
+    def run_sizes(self) -> tuple[str, int, int]:
+        """What the configured run writes: its kind of checkpoint ("LoRA" for strategy lora, else "full"), the
+        size of one, and of the final export."""
+        if self.choice.name == "lora":
+            return "LoRA", self.lora_checkpoint_bytes, self.lora_export_bytes
+        return "full", self.checkpoint_bytes, self.export_bytes
+
+    @property
     def checkpoints_fit(self) -> int | None:
-        """How many full checkpoints the free disk holds."""
-        return None if self.disk_free_bytes is None else self.disk_free_bytes // self.checkpoint_bytes
+        """How many of the run's checkpoints the free disk holds."""
+        return None if self.disk_free_bytes is None else self.disk_free_bytes // self.run_sizes[1]
 
     @property
     def disk_needed(self) -> int:
         """The kept checkpoints, the one being written and the final export (overton.train.checkpoint's rule)."""
-        return (self.checkpoint_keep + 1) * self.checkpoint_bytes + self.export_bytes
+        _kind, checkpoint, export = self.run_sizes
+        return (self.checkpoint_keep + 1) * checkpoint + export
 
     @property
     def disk_ok(self) -> bool | None:
@@ -713,7 +731,9 @@ class BudgetReport:
         if c.name is None:
             return f"overton train cannot run full fine-tuning here ({c.reason})"
         if c.name == "lora":
-            return f"overton train: strategy lora, {NOT_AVAILABLE}"
+            verdict = "fits" if self.lora_fits else "DOES NOT FIT"
+            return (f"overton train runs lora (as set: {_gib(self.lora.total)} per GPU of {_gib(self.usable_bytes)} "
+                    f"usable on {self.gpus} x {self.gpu.name}: {verdict})")
         if c.reason.startswith("as set"):
             return f"overton train runs {c.way} ({c.reason})"
         return f"overton train (strategy auto) takes {c.way}: full fine-tuning fits ({c.reason})"
@@ -722,7 +742,7 @@ class BudgetReport:
         """The ways to train that fit this hardware, then the fewest GPUs of each kind for full fine-tuning."""
         here = [_needs(name, off, m) for name, off, m in self.options if self.fits(m)]
         if self.lora_fits:
-            here.append(f"LoRA r={self.lora_rank} ({_gib(self.lora.total)} per GPU, {NOT_AVAILABLE})")
+            here.append(f"lora r={self.lora_rank} {_gib(self.lora.total)} per GPU")
         lines = [f"fits on {self.gpus} x {self.gpu.name}: " + ("; ".join(here) if here else "nothing above")]
         fewest = [o.describe() for o in self.full_options]
         lines.append("full fine-tuning without offload fits on: " + (", ".join(fewest) if fewest else
@@ -745,8 +765,8 @@ class BudgetReport:
         price = ("" if self.price_per_gpu_hour is None
                  else f" at {self.price_per_gpu_hour:,.2f} {self.currency}/GPU-hour")
         out.append(f"time: full fine-tuning {_hours(self.hours)}, {self.gpu_hours:,.1f} GPU-hours"
-                   f"{self._money(self.cost)}; LoRA ({self.lora_flops_per_token / 1e9:.2f} GFLOP/token, "
-                   f"{NOT_AVAILABLE}) {_hours(self.lora_hours)}, {self.lora_gpu_hours:,.1f} GPU-hours"
+                   f"{self._money(self.cost)}; LoRA ({self.lora_flops_per_token / 1e9:.2f} GFLOP/token) "
+                   f"{_hours(self.lora_hours)}, {self.lora_gpu_hours:,.1f} GPU-hours"
                    f"{self._money(self.lora_cost)}{price}")
         ckpt = "with" if self.activation_checkpointing else "without"
         other = "without" if self.activation_checkpointing else "with"
@@ -765,20 +785,22 @@ class BudgetReport:
                 verdict = f"DOES NOT FIT (host RAM {_gib(self.host_ram_bytes)})"
             out.append(f"  {row.label:<40} {_gib(row.total):>10}  {verdict}{host}")
         verdict = "fits" if self.lora_fits else "DOES NOT FIT"
-        out.append(f"  {self.lora.label:<40} {_gib(self.lora.total):>10}  {verdict}; {NOT_AVAILABLE}")
+        out.append(f"  {self.lora.label:<40} {_gib(self.lora.total):>10}  {verdict}")
         out.append("verdict: " + self.verdict())
         out.extend(self.what_fits())
         out.append(f"checkpoints: {human_bytes(self.checkpoint_bytes)} each ({self.checkpoint_format.formula()}), "
                    f"final bf16 export {human_bytes(self.export_bytes)}; "
-                   f"LoRA checkpoints {human_bytes(self.lora_checkpoint_bytes)} ({NOT_AVAILABLE})")
+                   f"LoRA checkpoints {human_bytes(self.lora_checkpoint_bytes)} (fp32 adapters + AdamW moments 12 B "
+                   f"per adapter parameter), export {human_bytes(self.lora_export_bytes)}")
         if self.disk_free_bytes is None:
             out.append("disk: not checked (no free space given)")
         else:
             state = "enough" if self.disk_ok else "NOT ENOUGH"
-            out.append(f"disk: {human_bytes(self.disk_free_bytes)} free holds {self.checkpoints_fit} full "
+            kind, checkpoint, _export = self.run_sizes
+            out.append(f"disk: {human_bytes(self.disk_free_bytes)} free holds {self.checkpoints_fit} {kind} "
                        "checkpoint(s); "
                        f"keeping {self.checkpoint_keep} needs {self.checkpoint_keep + 1} x "
-                       f"{human_bytes(self.checkpoint_bytes)} + export = {human_bytes(self.disk_needed)}: {state}")
+                       f"{human_bytes(checkpoint)} + export = {human_bytes(self.disk_needed)}: {state}")
         return out
 
 
@@ -803,7 +825,8 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
          micro_batch: int = 1, epochs: float = 1.0, checkpoint_keep: int = 2, disk_free_bytes: int | None = None,
          *, global_batch: int | None = None, activation_checkpointing: bool = True, flash_attention: bool = False,
          strategy: str = "auto", offload: bool = False,
-         lora_rank: int = 8, lora_targets: Sequence[str] = ("q_proj", "v_proj"), host_ram_bytes: int | None = None,
+         lora_rank: int = 8, lora_targets: Sequence[str] = ("q_proj", "v_proj"), lora_merge: bool = True,
+         host_ram_bytes: int | None = None,
          headroom: float = HEADROOM, checkpoint_format: CheckpointFormat = DEEPSPEED_BF16,
          currency: str = "EUR") -> BudgetReport:
     """What training ``shape`` on ``tokens`` tokens needs on ``gpus`` x ``gpu_name``.
@@ -812,6 +835,8 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
     original run got 0.15): replace it with the MFU the trainer logs from its first steps. ``global_batch``
     (sequences) defaults to ``micro_batch * gpus``; it must be a multiple of it (the rest is accumulation).
     ``strategy`` and ``offload`` are ``[train]``'s: the report says what they come to (``choose_strategy``).
+    ``lora_rank``, ``lora_targets`` and ``lora_merge`` are ``[train.lora]``'s: the adapters, and whether the
+    export holds the merged model (bf16) besides them (fp32).
     """
     card = gpu(gpu_name)
     if tokens < 0:
@@ -856,7 +881,8 @@ def plan(shape: ModelShape, tokens: int, seq_len: int = 1024, gpus: int = 1,
         checkpoint_format=checkpoint_format,
         checkpoint_bytes=checkpoint_format.bytes_per_param * shape.total_params,
         export_bytes=BF16_WEIGHT * shape.total_params,
-        lora_checkpoint_bytes=(4 + ADAM_MOMENTS) * lora_params,  # fp32 adapter + moments
+        lora_checkpoint_bytes=lora_checkpoint_size(shape, lora_rank, lora_targets),
+        lora_export_bytes=4 * lora_params + (BF16_WEIGHT * shape.total_params if lora_merge else 0),
         checkpoint_keep=checkpoint_keep, disk_free_bytes=disk_free_bytes, host_ram_bytes=host_ram_bytes,
         full_options=_full_options(shape, seq_len, micro_batch, trained, mfu, headroom, activation_checkpointing,
                                    flash_attention, GPUS.values()),

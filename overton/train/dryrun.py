@@ -10,7 +10,8 @@ It reads what the run would read and prints ``overton.train.budget.plan``'s repo
   ``config.json`` or ``from_config``, else the known shape of a hub name (EleutherAI/gpt-j-6b,
   Cedille/fr-boris), else the hub's config through transformers; an assumed shape is said.
 
-Checkpoint sizes are those ``overton train`` writes: fp32 weights and fp32 AdamW moments, 12 B/param.
+Checkpoint sizes are those ``overton train`` writes: fp32 weights and fp32 AdamW moments, 12 B/param; with
+``strategy = "lora"``, those of the ``[train.lora]`` adapters.
 What ``[train] strategy`` comes to on that hardware is decided by ``budget.choose_strategy``, the function
 the trainer runs on the GPUs it finds, so the dry run says what the run will do.
 """
@@ -125,7 +126,8 @@ def dry_run(workspace: Workspace, settings: TrainConfig, size: str | None = None
                   epochs=epochs, checkpoint_keep=settings.keep, disk_free_bytes=_free_space(paths.checkpoints),
                   global_batch=settings.global_batch, activation_checkpointing=settings.activation_checkpointing,
                   strategy=settings.strategy, offload=settings.offload,
-                  lora_rank=budget.lora_rank, checkpoint_format=FP32_PARAMS, currency=budget.currency)
+                  lora_rank=settings.lora.rank, lora_targets=settings.lora.target_modules,
+                  lora_merge=settings.lora.merge, checkpoint_format=FP32_PARAMS, currency=budget.currency)
     about = "about " if estimated else ""
     head = [f"dataset {paths.dataset}: {about}{tokens:,} tokens selected ({per_epoch:,} sequences of "
             f"{settings.seq_len}); [train] steps {settings.steps:,} x global batch {settings.global_batch} = "
