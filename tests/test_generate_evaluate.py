@@ -40,7 +40,7 @@ PROMPT = "Mesdames et Messieurs,"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A workspace where ``overton train`` fine-tuned a tiny GPT-J for 40 steps (checkpoints at 20 and 40), and
+    """A workspace where ``overton train`` fine-tuned a tiny GPT-J for 30 steps (checkpoints at 20 and 30), and
     ``base/``: the untrained start of that run, exported."""
     root = tmp_path_factory.mktemp("generate") / "ws"
     workspace = sample_workspace(root)
@@ -57,9 +57,9 @@ def trained(tmp_path_factory) -> Path:
 
 
 def write_settings(root: Path, **changes) -> None:
-    """The workspace's [train] settings: a tiny GPT-J trained 40 steps from tiny.json, and ``changes``."""
+    """The workspace's [train] settings: a tiny GPT-J trained 30 steps from tiny.json, and ``changes``."""
     values = {"tokenizer": "tokenizer", "from_config": "tiny.json", "seq_len": 64, "lr": 3e-3, "warmup_steps": 3,
-              "steps": 40, "save_every": 20, "log_every": 20, "eval_every": 0, "micro_batch": 4, "global_batch": 8,
+              "steps": 30, "save_every": 20, "log_every": 20, "eval_every": 0, "micro_batch": 4, "global_batch": 8,
               "eval_fraction": 0.1, "chat_template": "Q: {question}\nR: {answer}", **changes}
     (root / "overton.toml").write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
 
@@ -134,11 +134,12 @@ def test_scores_match_the_models_own_loss(trained):
 
 def test_finetuned_beats_its_untrained_start_on_the_sample(trained):
     done = overton("evaluate", str(trained / "train" / "model"), "--dataset", str(trained / "datasets" / "overton"),
-                   "--compare", str(trained / "base"), "--context", "64", "--stride", "63", "--batch", "64", "--quiet")
+                   "--limit", "20", "--compare", str(trained / "base"), "--context", "64", "--stride", "63", "--batch",
+                   "64", "--quiet")
     assert done.returncode == 0, done.stderr
     rows = table(done.stdout)
     model, base = rows[str(trained / "train" / "model")], rows[f"base: {trained / 'base'}"]
-    assert model["tokens"] == base["tokens"] > 5000
+    assert model["tokens"] == base["tokens"] > 2000
     # an untrained GPT-J predicts nearly uniformly: loss ln(400) = 5.99 nats/token
     assert base["loss"] == pytest.approx(math.log(400), abs=0.1)
     assert model["loss"] < base["loss"] - 1.0
@@ -149,15 +150,15 @@ def test_finetuned_beats_its_untrained_start_on_the_sample(trained):
 
 
 def test_finetuned_reads_the_real_validation_split_better_than_chance(trained):
-    """On real speeches it never saw, the tiny model (400 tokens, trained on the sample for 40 steps) beats a
-    uniform guess over its vocabulary, log2(400) bits per token, by a wide margin."""
+    """On real speeches it never saw, the tiny model (400 tokens, trained on the sample for 30 steps) beats a
+    uniform guess over its vocabulary, log2(400) bits per token, by more than 15 %."""
     validation = shared_file("viepublique/gptj-overton-validation.txt")
     pretrained = load(str(trained / "train"), CPU)
-    assert pretrained.label == f"{trained / 'train' / 'checkpoints' / 'step-000040'} (step 40)"
+    assert pretrained.label == f"{trained / 'train' / 'checkpoints' / 'step-000030'} (step 30)"
     score = evaluate(pretrained, [validation.read_text(encoding="utf-8")], context=64, stride=63, batch_size=64)
     assert (score.texts, score.bytes) == (1, 301_611)
     uniform = math.log2(400) * score.tokens / score.bytes
-    assert score.bits_per_byte < uniform - 1.0
+    assert score.bits_per_byte < 0.85 * uniform
     assert score.loss < math.log(400) - 1.0
 
 
@@ -168,9 +169,9 @@ def test_held_out_documents_sources_and_limit(trained, capsys):
     held = selection(Workspace.open(trained).config().train).masks(pa.Table.from_pylist(docs))[1]
     assert 0 < held.sum() < len(docs)
     model = str(trained / "train" / "model")
-    done = overton("evaluate", model, "--dataset", str(version.path), "--held-out", "-w", str(trained), "--quiet")
+    assert main(["evaluate", model, "--dataset", str(version.path), "--held-out", "-w", str(trained), "--quiet"]) == 0
     expected = sum(len(d["text"].encode()) for d, h in zip(docs, held, strict=True) if h)
-    assert done.stdout.startswith(f"{held.sum():,} text(s), {expected:,} bytes"), done.stdout
+    assert capsys.readouterr().out.startswith(f"{held.sum():,} text(s), {expected:,} bytes")
     assert main(["evaluate", model, "--dataset", str(version.path), "--sources", "questions", "--limit", "3",
                  "--quiet"]) == 0
     first = [d for d in docs if d["source"] == "questions"][:3]
@@ -246,7 +247,7 @@ def test_export_checkpoint_and_training_output_write_the_same(trained, capsys):
     exported = overton("generate", str(trained / "train" / "model"), *greedy)  # the installed command
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith(PROMPT) and len(exported.stdout) > len(PROMPT) + 10
-    for path in (trained / "train", trained / "train" / "checkpoints" / "step-000040"):
+    for path in (trained / "train", trained / "train" / "checkpoints" / "step-000030"):
         assert main(["generate", str(path), *greedy]) == 0
         assert capsys.readouterr().out == exported.stdout
     assert main(["generate", str(trained / "train" / "checkpoints" / "step-000020"), *greedy]) == 0
@@ -256,7 +257,7 @@ def test_export_checkpoint_and_training_output_write_the_same(trained, capsys):
 def test_a_damaged_checkpoint_is_refused_and_the_output_falls_back(trained, tmp_path, capsys):
     ws = tmp_path / "ws"
     shutil.copytree(trained, ws, ignore=shutil.ignore_patterns("cache", "runs"))
-    newest = max((ws / "train" / "checkpoints" / "step-000040").iterdir(), key=lambda path: path.stat().st_size)
+    newest = max((ws / "train" / "checkpoints" / "step-000030").iterdir(), key=lambda path: path.stat().st_size)
     data = bytearray(newest.read_bytes())  # the model's weights (and the optimizer's moments)
     data[len(data) // 2] ^= 0xFF
     newest.write_bytes(bytes(data))
@@ -336,3 +337,26 @@ def test_lora_checkpoints_and_adapters_load_merged_into_their_base(trained, tmp_
     write_settings(ws, **{**lora, "model": "other"})
     assert main(["generate", str(ws / "train"), *greedy]) == 2
     assert "its LoRA adapters were trained on the base" in capsys.readouterr().err
+
+
+def test_a_checkpoint_sharded_over_two_processes_loads_whole(trained, tmp_path, capsys):
+    """FSDP under torchrun: each process wrote its shard of every weight; the checkpoint loads in one process
+    and writes and scores as the export does."""
+    ws = tmp_path / "ws"
+    shutil.copytree(trained, ws, ignore=shutil.ignore_patterns("train", "runs", "base"))
+    write_settings(ws, strategy="fsdp", steps=4, save_every=4)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "overton", "train", "-w", str(ws), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    checkpoint = ws / "train" / "checkpoints" / "step-000004"
+    assert {p.name for p in checkpoint.glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
+    greedy = ["--prompt", PROMPT, "--temperature", "0", "--max-new-tokens", "20"]
+    outputs, rows = [], []
+    for path in (checkpoint, ws / "train" / "model"):
+        assert main(["generate", str(path), *greedy]) == 0
+        outputs.append(capsys.readouterr().out)
+        assert main(["evaluate", str(path), "--text", str(ws / "tiny.json"), "--quiet"]) == 0
+        rows.append(next(iter(table(capsys.readouterr().out).values())))
+    assert outputs[0] == outputs[1]
+    assert rows[0] == rows[1]
