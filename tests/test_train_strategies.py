@@ -33,6 +33,11 @@ base = test_train_run.base  # the workspace with the sample built, a tokenizer a
 SETTINGS = {"steps": 12, "save_every": 4, "keep": 3, "log_every": 1, "eval_every": 0, "micro_batch": 1,
             "global_batch": 6}
 NEW = sorted(name for name in STRATEGIES if name != "ddp")
+# What a strategy needs beyond SETTINGS, and how far its loss must fall in the 12 steps (0.3 unless said): lora
+# trains adapters only (rank 8 on the six projections of the randomly initialised tiny GPT-J), at a learning rate
+# adapters take; measured 6.006 -> 5.868 (lr 1e-3: 5.960).
+EXTRA = {"lora": {"lr": 1e-2}}
+LEARNS = {"lora": 0.1}
 
 
 @pytest.fixture(scope="module", params=NEW)
@@ -43,7 +48,8 @@ def strategy(request) -> str:
 @pytest.fixture(scope="module")
 def one(base, strategy, tmp_path_factory) -> Path:
     """The strategy on one process, uninterrupted."""
-    ws = workspace(base, tmp_path_factory.mktemp(f"{strategy}-one") / "ws", strategy=strategy, **SETTINGS)
+    ws = workspace(base, tmp_path_factory.mktemp(f"{strategy}-one") / "ws", strategy=strategy, **SETTINGS,
+                   **EXTRA.get(strategy, {}))
     done = run(ws)
     assert done.returncode == 0, done.stderr
     return ws
@@ -52,7 +58,8 @@ def one(base, strategy, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two(base, strategy, tmp_path_factory) -> tuple[Path, str]:
     """The strategy on two processes under torchrun, uninterrupted; and its output."""
-    ws = workspace(base, tmp_path_factory.mktemp(f"{strategy}-two") / "ws", strategy=strategy, **SETTINGS)
+    ws = workspace(base, tmp_path_factory.mktemp(f"{strategy}-two") / "ws", strategy=strategy, **SETTINGS,
+                   **EXTRA.get(strategy, {}))
     done = run(ws, processes=2)
     assert done.returncode == 0, done.stderr
     return ws, done.stdout
@@ -68,17 +75,18 @@ def same_weights(a: Path, b: Path, exact: bool) -> bool:
     return x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
 
 
-def test_two_processes_give_the_losses_of_one(one, two):
+def test_two_processes_give_the_losses_of_one(strategy, one, two):
     ws, out = two
     assert out.count("done: 12 steps") == 1  # rank 0 reports
     assert close(losses(ws), losses(one))
     assert same_weights(ws, one, exact=False)
-    assert losses(ws)[12] < losses(ws)[1] - 0.3  # it learns
+    assert losses(ws)[12] < losses(ws)[1] - LEARNS.get(strategy, 0.3)  # it learns
 
 
 def test_sigkill_then_the_same_command_reproduces_the_uninterrupted_run(base, strategy, two, tmp_path: Path):
     reference, _ = two
-    ws = workspace(base, tmp_path / "ws", strategy=strategy, **SETTINGS)
+    ws = workspace(base, tmp_path / "ws", strategy=strategy, **SETTINGS,
+                   **EXTRA.get(strategy, {}))
     marker = ws / "train" / "checkpoints" / "step-000004" / MARKER
     process = subprocess.Popen(command(ws, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
