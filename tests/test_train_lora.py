@@ -228,13 +228,16 @@ def test_sigkill_then_the_same_command_gives_the_same_adapters_and_losses(base, 
     assert process.returncode == -signal.SIGKILL and not (ws / "train" / "adapter").exists()
     newest = committed(ws)[-1]
 
-    # the same checkpoint on another base, or with other adapters: refused, one line, nothing trained
+    # the same checkpoint on another base, with other adapters or as full fine-tuning: refused, one line
     toml = (ws / "overton.toml").read_text()
     for change, message in (
             (('model = "base"', 'model = "other"'),
              rf"the adapters were trained on the base {ws}/base \(fingerprint [0-9a-f]{{12}}\), not on {ws}/other "
              r"\(fingerprint [0-9a-f]{12}\); resuming needs the same base model"),
-            (("rank = 4", "rank = 8"), r"the adapters were trained with \[train.lora\] rank 4, the settings say 8")):
+            (("rank = 4", "rank = 8"), r"the adapters were trained with \[train.lora\] rank 4, the settings say 8"),
+            (('strategy = "lora"', 'strategy = "ddp"'),
+             r"a checkpoint of LoRA adapters, without the model's weights; resume it with \[train\] strategy = "
+             r'"lora"')):
         (ws / "overton.toml").write_text(toml.replace(*change))
         assert main(["train", "-w", str(ws), "--quiet"]) == 2
         error = capsys.readouterr().err

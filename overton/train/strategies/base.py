@@ -29,6 +29,8 @@ from overton.train.model import export, export_bytes
 # Files of a checkpoint written by earlier versions (torch.save of the whole state by rank 0).
 LEGACY_MODEL, LEGACY_OPTIMIZER = "model.pt", "optimizer.pt"
 DCP_METADATA = ".metadata"
+# The file that marks a checkpoint of LoRA adapters (``strategies/lora.py``): it holds no weights of the model.
+ADAPTERS_RECORD = "lora.json"
 
 
 class Strategy:
@@ -139,11 +141,19 @@ class Strategy:
         mine = sorted(folder.glob(f"__{self.dist.rank}_*.distcp"))
         return mine + [folder / DCP_METADATA] if self.dist.main else mine
 
+    def check(self, folder: Path) -> None:
+        """Refuse, with one line, a checkpoint this strategy cannot resume: LoRA adapters, without the model."""
+        if (folder / ADAPTERS_RECORD).is_file():
+            raise UserError(f"{folder}: a checkpoint of LoRA adapters, without the model's weights; resume it with "
+                            "[train] strategy = \"lora\" (or another [train] output for a new run)")
+
     def load(self, folder: Path) -> None:
-        """Read the model and optimizer state of a checkpoint written by any strategy on any number of ranks."""
+        """Read the model and optimizer state of a checkpoint written by any strategy on any number of ranks
+        (but LoRA's, which ``check`` refuses)."""
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
+        self.check(folder)
         if (folder / LEGACY_MODEL).is_file():
             self.load_legacy(folder)
             return

@@ -36,11 +36,11 @@ from overton.corpus.errors import UserError
 from overton.train.budget import LORA_MODULES
 from overton.train.checkpoint import EXTRA_STATE_BYTES, checkpoint_bytes
 from overton.train.model import export, replace_folder
-from overton.train.strategies.base import LEGACY_MODEL
+from overton.train.strategies.base import ADAPTERS_RECORD, LEGACY_MODEL
 from overton.train.strategies.ddp import DdpStrategy
 
 #: The file of a LoRA checkpoint that says what its adapters apply to.
-RECORD = "lora.json"
+RECORD = ADAPTERS_RECORD
 # Config keys that say nothing about what the model computes (where it was read from, the library version).
 _VOLATILE_CONFIG = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "use_cache", "architectures")
 # Settings that define the adapters' tensors and what they compute; dropout only acts in training.
@@ -115,12 +115,8 @@ class LoraStrategy(DdpStrategy):
         write_json(folder / RECORD, self.record)
         return [*files, folder / RECORD]
 
-    def load(self, folder: Path) -> None:
-        """Refuse a checkpoint of other adapters or of another base, then load the adapters and their AdamW state."""
-        self._check(folder)
-        super().load(folder)
-
-    def _check(self, folder: Path) -> None:
+    def check(self, folder: Path) -> None:
+        """Refuse a checkpoint of full fine-tuning, of other adapters or of adapters trained on another base."""
         if not (folder / RECORD).is_file():
             kind = "an earlier version" if (folder / LEGACY_MODEL).is_file() else "full fine-tuning"
             raise UserError(f"{folder}: a checkpoint of {kind}, not of LoRA adapters; strategy lora needs another "
