@@ -207,3 +207,13 @@ def test_a_chat_run_learns_to_answer_after_the_prompt(qa: Path, tmp_path: Path):
         assert sum(token in starts for token in likely) >= 3, [tokenizer.decode([t]) for t in likely]
         # ...and what it writes is not another prompt: the markers were never learned
         assert "===" not in tokenizer.decode(out[0, prompt.shape[1]:])
+
+    # the same output trained as text, or with another template, would continue a different stream: refused
+    toml = (ws / "overton.toml").read_text()
+    for change in (('task = "chat"', 'task = "text"'), ('seq_len = 256', 'seq_len = 256\nchat_template = '
+                                                        '"Q: {question}\\nR: {answer}"')):
+        (ws / "overton.toml").write_text(toml.replace(*change))
+        again = subprocess.run([str(BIN / "overton"), "train", "-w", str(ws), "--quiet"], capture_output=True,
+                               text=True, timeout=600)
+        assert again.returncode == 2 and "the checkpoint was trained with " in again.stderr, again.stderr
+        assert again.stderr.count("\n") == 1

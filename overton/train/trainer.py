@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from overton.corpus.config import TrainConfig
+from overton.corpus.config import CHAT_TEMPLATE, TrainConfig
 from overton.corpus.errors import UserError
 from overton.corpus.lifetime import worker_of
 from overton.corpus.workspace import Workspace
@@ -229,8 +229,9 @@ class Run:
         self.stream.locate(max(0, step * s.global_batch - 1))  # the segments up to the position (follow)
         return {"step": step, "position": step * s.global_batch, "global_batch": s.global_batch,
                 "seq_len": s.seq_len, "seed": s.seed, "dataset": self.paths.dataset,
-                "tokenizer": self.tokenizer.fingerprint, "segments": self.stream.state_segments(),
-                "selection": self._selection_settings(), "processes": self.dist.world}
+                "tokenizer": self.tokenizer.fingerprint, "task": s.task, "chat_template": s.chat_template,
+                "segments": self.stream.state_segments(), "selection": self._selection_settings(),
+                "processes": self.dist.world}
 
     def _selection_settings(self) -> dict[str, Any]:
         """The settings that choose and weigh the documents: a change moves the run to another stream."""
@@ -282,11 +283,15 @@ class Run:
             return None
         path, meta = Path(found[0]), found[1]
         s = self.settings
+        # what makes the sequences: another value would continue a different stream (checkpoints from before
+        # chat training were text, with the one template there was)
+        recorded = {"task": "text", "chat_template": CHAT_TEMPLATE, **meta}
         for key, now in (("global_batch", s.global_batch), ("seq_len", s.seq_len), ("seed", s.seed),
-                         ("tokenizer", self.tokenizer.fingerprint)):
-            if meta[key] != now:
-                raise UserError(f"{path}: the checkpoint was trained with {key} {meta[key]}, the settings say {now}; "
-                                "resuming needs the same value (or another [train] output for a new run)")
+                         ("tokenizer", self.tokenizer.fingerprint), ("task", s.task),
+                         ("chat_template", s.chat_template if s.task == "chat" else recorded["chat_template"])):
+            if recorded[key] != now:
+                raise UserError(f"{path}: the checkpoint was trained with {key} {recorded[key]!r}, the settings say "
+                                f"{now!r}; resuming needs the same value (or another [train] output for a new run)")
         if self.dist.main and meta.get("selection", self._selection_settings()) != self._selection_settings():
             print(f"note: the document selection changed since {path.name} (sources, dates, speakers, weights, "
                   "held-out split or epochs): the run goes on at the same position of the new selection's stream")
