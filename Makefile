@@ -24,7 +24,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile  # one worker per core, a test file per worker
 	$(MAKE) demo
 
 clean:

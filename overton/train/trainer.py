@@ -455,6 +455,10 @@ class Run:
 def train(workspace: Workspace, settings: TrainConfig, progress: bool = True) -> Outcome:
     run = Run(workspace, settings, progress)
     try:
-        return run.run()
+        outcome = run.run()
+        # every rank done before the process group goes: tearing gloo down under a rank still in a collective
+        # aborts that rank's process ("terminate called without an active exception")
+        run.dist.barrier()
+        return outcome
     finally:
         run.close()
