@@ -101,6 +101,8 @@ def _length(stats: dict[str, Any], axes) -> str:
     for index, (name, counts) in enumerate(histogram["counts"].items()):
         axes.stairs(counts, edges, label=name, color=_colour(index), linewidth=2)
     axes.set_xscale("log")
+    filled = [i for counts in histogram["counts"].values() for i, n in enumerate(counts) if n]
+    axes.set_xlim(edges[min(filled)], edges[max(filled) + 1])  # the bins that hold documents
     axes.set_xlabel("words per document")
     axes.set_ylabel("documents")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
