@@ -16,14 +16,25 @@ $(VENV)/.dev: $(VENV)/.base
 	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $@
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint browser clean
 demo: $(VENV)/.base
 	$(VENV)/bin/overton demo
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
-test: lint
+# Debian's Chromium and its driver, for the tests of the release page in a real browser (tests/browser.py);
+# installed only when missing, through sudo only when not root
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "make: no chromium and no apt-get: install Chromium and chromedriver" >&2; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  echo "installing chromium and chromium-driver with apt-get"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || { \
+	    $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
+
+test: lint browser
 	$(VENV)/bin/pytest -n auto --dist loadfile  # one worker per core, a test file per worker
 	$(MAKE) demo
 
