@@ -152,6 +152,20 @@ def test_a_published_release_is_immutable(tmp_path, dest):
     assert tree(dest) == before
 
 
+def test_a_staged_file_damaged_since_staging_is_not_published(tmp_path, dest):
+    v1 = stage(tmp_path / "stage", "v0001", release_files())
+    shard = v1 / "data/senat/part-00001.parquet"
+    damaged = bytearray(shard.read_bytes())
+    damaged[100] ^= 0x01
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(Refused, match=r"part-00001\.parquet: its sha256 is not the one in release\.json; stage the "
+                                      r"release again"):
+        publish_folder(v1, dest, visibility=None, say=quiet, progress=False)
+    published = tree(f"{dest}/v0001")
+    assert RELEASE_FILE not in published and "data/senat/part-00001.parquet" not in published
+    assert not [p for p in published if ".tmp-" in p]
+
+
 class Corrupting(LocalFileSystem):
     """The local disk, except that the first ``damaged`` writes of a first shard lose a bit on the way."""
 
@@ -390,6 +404,18 @@ def test_hub_tag_holding_other_files_is_refused(tmp_path, hub):
                                       r"\.parquet, release\.json\); a release is immutable"):
         publish_folder(other, "hf://datasets/elus/corpus", visibility="public", say=quiet)
     assert len(hub.repos["elus/corpus"].commits) == commits
+
+
+def test_hub_commit_of_a_file_damaged_since_staging_is_not_tagged(tmp_path, hub):
+    v1 = stage(tmp_path / "stage", "v0001", release_files())
+    shard = v1 / "data/senat/part-00000.parquet"
+    damaged = bytearray(shard.read_bytes())
+    damaged[100] ^= 0x01
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(Refused, match=r"commit \w{12} holds other files than this release \(data/senat/part-00000"
+                                      r"\.parquet\), so it was not tagged v0001"):
+        publish_folder(v1, "hf://datasets/elus/corpus", visibility="public", say=quiet)
+    assert hub.repos["elus/corpus"].tags == {}
 
 
 _HUB_PUBLISH = ("import sys, pathlib; from overton.corpus.destinations import publish_folder; "

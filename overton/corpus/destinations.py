@@ -446,7 +446,9 @@ class _HubPublish:
         self._ensure_repo(private)
         refs = self.api.list_repo_refs(self.repo_id, repo_type="dataset")
         if any(tag.name == self.version for tag in refs.tags):
-            self._verify_tag()
+            if differing := self._differing(self.version):
+                raise Refused(f"{self.dest}: tag {self.version} holds other files than this release ({differing}); "
+                              "a release is immutable: publish a new version")
             self.report.files_verified = len(self.local) - 1
             return self.report
         plan = self._plan("main")
@@ -457,9 +459,11 @@ class _HubPublish:
                                          commit_message=f"{self.release['name']} {self.version}").oid
         else:
             oid = next(branch.target_commit for branch in refs.branches if branch.name == "main")
+        if differing := self._differing(oid):
+            raise Refused(f"{self.dest}: commit {oid[:12]} holds other files than this release ({differing}), so "
+                          f"it was not tagged {self.version}; stage the release again and publish it again")
         self.api.create_tag(self.repo_id, tag=self.version, revision=oid, repo_type="dataset",
                             tag_message=f"{self.release['name']} {self.version}")
-        self._verify_tag()
         sent = [path for path in plan.add if path != RELEASE_FILE]
         self.report.files_sent = len(sent)
         self.report.bytes_sent = sum(self.local[path].bytes for path in sent)
@@ -496,10 +500,7 @@ class _HubPublish:
     def _blob_id(self, path: str) -> str:
         return git_blob_id((self.staging / path).read_bytes())
 
-    def _verify_tag(self) -> None:
-        """The tag holds exactly the release (sizes, sha256 or blob ids), or the publish is refused."""
-        plan = self._plan(self.version)
-        if plan.add or plan.delete:
-            differing = ", ".join((plan.add + plan.delete)[:3])
-            raise Refused(f"{self.dest}: tag {self.version} holds other files than this release ({differing}); "
-                          "a release is immutable: publish a new version")
+    def _differing(self, revision: str) -> str:
+        """The first files in which ``revision`` differs from the release (sizes, sha256 or blob ids); "" if none."""
+        plan = self._plan(revision)
+        return ", ".join((plan.add + plan.delete)[:3])
