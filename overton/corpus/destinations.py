@@ -88,7 +88,10 @@ def read_staging(staging: Path) -> tuple[dict[str, Any], bytes]:
         raw = (staging / RELEASE_FILE).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{staging}: no {RELEASE_FILE}, not a staged release") from None
-    release = json.loads(raw)
+    try:
+        release = json.loads(raw)
+    except json.JSONDecodeError:
+        release = {}
     if release.get("format") != FORMAT or not VERSION_RE.match(str(release.get("version"))):
         raise UserError(f"{staging / RELEASE_FILE}: not an {FORMAT} release")
     for entry in entries(release):
