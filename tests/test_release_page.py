@@ -62,7 +62,8 @@ def release(tmp_path_factory) -> SimpleNamespace:
     rng = random.Random(3)
     base = french_text(rng, 300)
     near = base.rsplit(".", 2)[0] + ". " + french_text(rng, 12)
-    speeches = [{"id": f"s{i}", "title": f"Discours {i}", "text": french_text(rng, 120)} for i in range(5)]
+    speeches = [{"id": f"s{i}", "title": f"Discours {i}", "text": french_text(rng, 120),
+                 "published_at": f"{2015 + i % 3}-03-01"} for i in range(5)]
     speeches += [{"id": "a-kept", "title": "Discours original", "text": base},
                  {"id": "b-copy", "title": "Copie exacte", "text": base},
                  {"id": "c-near", "title": "Copie proche", "text": near},
