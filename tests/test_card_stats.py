@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from overton.corpus import stats as stats_module
 from overton.corpus.dataset import Version
 from overton.corpus.errors import Refused, UserError
 from overton.corpus.plots import write_plots
@@ -135,7 +136,7 @@ def test_statistics_of_a_built_version_are_the_planted_facts(built):
                                   "party": {"LR": 1, "PS": 2}}
 
 
-def test_tokens_are_counted_with_the_given_tokenizer(built):
+def test_tokens_are_counted_with_the_given_tokenizer(built, monkeypatch):
     folder = built["tokenizer"]
     stats = version_stats(built["first"], folder / "tokenizer.json")
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -150,6 +151,10 @@ def test_tokens_are_counted_with_the_given_tokenizer(built):
     assert totals["tokens"] == sum(s["tokens"] for s in stats["sources"].values())
     assert totals["tokens_per_word"] == round(totals["tokens"] / totals["words"], 4)
     assert version_stats(built["first"], folder)["totals"] == totals  # the folder or its tokenizer.json
+    # text is split and tokenized a slice of a row group at a time: slices of a document or two count the same
+    monkeypatch.setattr(stats_module, "_SPLIT_BYTES", 500)
+    monkeypatch.setattr(stats_module, "_ENCODE_BYTES", 800)
+    assert version_stats(built["first"], folder / "tokenizer.json") == stats
 
     with pytest.raises(UserError, match="no such folder"):
         version_stats(built["first"], built["root"] / "nowhere")

@@ -88,8 +88,12 @@ def _per_year(stats: dict[str, Any], axes) -> str:
     axes.legend(loc="upper left", fontsize="small")
     totals = dict(zip(years, bottom, strict=True))
     peak = max(years, key=lambda year: (totals[year], -year))
-    return (f"Documents per year: {years[0]} ({totals[years[0]]:,}) to {years[-1]} ({totals[years[-1]]:,}), "
-            f"most in {peak} ({totals[peak]:,})" + (f"; {undated:,} undated." if undated else "."))
+    if len(years) == 1:
+        spread = f"all {_count(totals[peak], 'dated document')} in {peak}"
+    else:
+        spread = (f"{years[0]} ({totals[years[0]]:,}) to {years[-1]} ({totals[years[-1]]:,}), "
+                  f"most in {peak} ({totals[peak]:,})")
+    return f"Documents per year: {spread}" + (f"; {undated:,} undated." if undated else ".")
 
 
 def _length(stats: dict[str, Any], axes) -> str:

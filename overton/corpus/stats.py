@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from overton.corpus.errors import UserError
 _DATA_COLUMNS = ["text", "published_at", "speakers", "kind", "license", "redistributable", "profile", "meta",
                  "dup_cluster", "dup_cluster_size"]
 _REJECT_COLUMNS = ["source", "reject_reason", "reject_step"]
-_ENCODE_CHARS = 1 << 20  # text handed to the tokenizer at once (a document at least)
+_ENCODE_BYTES = 1 << 20  # text handed to the tokenizer at once (a document at least)
+_SPLIT_BYTES = 4 << 20  # text split into words at once
 _UNKNOWN = "unknown"  # the key of a missing licence, kind or profile
 _TOP_SOURCE_SPEAKERS, _TOP_SPEAKERS, _TOP_ROLES, _TOP_CLUSTERS = 10, 20, 10, 10
 _BINS_PER_DECADE = 4
@@ -80,19 +81,22 @@ def load_tokenizer(path: str | Path):
         raise UserError(f"tokenizer {file}: not a tokenizer.json ({str(error).splitlines()[0]})") from None
 
 
-def count_tokens(tokenizer, texts: list[str]) -> int:
-    """Token ids of ``texts`` without special tokens, encoded about a megabyte of text at a time so that the
-    encodings held at once stay small whatever the row group."""
-    total, start = 0, 0
-    while start < len(texts):
-        end, chars = start, 0
-        while end < len(texts) and (end == start or chars + len(texts[end]) <= _ENCODE_CHARS):
-            chars += len(texts[end])
-            end += 1
-        encodings = tokenizer.encode_batch_fast(texts[start:end], add_special_tokens=False)
-        total += sum(len(encoding.ids) for encoding in encodings)
+def _slices(text: pa.Array, nbytes: int) -> Iterator[pa.Array]:
+    """Consecutive zero-copy slices of ``text`` of about ``nbytes`` of UTF-8 each (a document at least), so that
+    what is derived from a slice (its words, its encodings) stays small whatever the row group."""
+    ends = np.cumsum(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False))
+    start = 0
+    while start < len(text):
+        before = ends[start - 1] if start else 0
+        end = max(start + 1, int(np.searchsorted(ends, before + nbytes, side="right")))
+        yield text.slice(start, end - start)
         start = end
-    return total
+
+
+def count_tokens(tokenizer, text: pa.Array) -> int:
+    """Token ids of the texts without special tokens."""
+    return sum(len(encoding.ids) for piece in _slices(text, _ENCODE_BYTES)
+               for encoding in tokenizer.encode_batch_fast(piece.to_pylist(), add_special_tokens=False))
 
 
 # ---------------------------------------------------------------- per-batch measures
@@ -101,6 +105,11 @@ def count_tokens(tokenizer, texts: list[str]) -> int:
 def word_counts(text: pa.Array) -> np.ndarray:
     """Whitespace-separated words of each text, as ``len(t.split())`` counts them (Arrow splits on the same
     Unicode whitespace, but keeps empty pieces where spaces repeat or lead; those are not words)."""
+    counts = [_word_counts(piece) for piece in _slices(text, _SPLIT_BYTES)]
+    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
+
+
+def _word_counts(text: pa.Array) -> np.ndarray:
     pieces = pc.utf8_split_whitespace(text)
     nonempty = pc.greater(pc.binary_length(pc.list_flatten(pieces)), 0).to_numpy(zero_copy_only=False)
     parents = pc.list_parent_indices(pieces).to_numpy()
@@ -149,7 +158,7 @@ class _Source:
         self.words.append(word_counts(text))
         self.characters += pc.sum(pc.utf8_length(text)).as_py() or 0
         if tokenizer is not None:
-            self.tokens += count_tokens(tokenizer, text.to_pylist())
+            self.tokens += count_tokens(tokenizer, text)
         years = pc.year(batch.column("published_at"))
         self.undated += years.null_count
         self.years.update({year: n for year, n in _value_counts(years.drop_null()).items()})
