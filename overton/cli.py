@@ -335,6 +335,46 @@ def _top_p(value: str) -> float:
     return number
 
 
+def _redact(text: str) -> str:
+    """The build's personal-data redaction, for the page's excerpts of documents rejected before that step."""
+    from overton.pipelines.pii import redact
+
+    return redact(text)[0]
+
+
+def cmd_card(args) -> int:
+    from overton.corpus.publish import resolve_version, write_card
+
+    workspace = _workspace(args)
+    target = resolve_version(workspace, args.version)
+    written = write_card(workspace, target, redact=_redact)
+    folder = written[0].parent
+    print(f"data card: {folder / 'README.md'}")
+    print(f"plots:     {', '.join(str(p.relative_to(folder)) for p in written if p.suffix == '.png')}")
+    print(f"page:      {folder / 'index.html'}")
+    return EXIT_OK
+
+
+def cmd_publish(args) -> int:
+    from overton.corpus.publish import publish, resolve_version
+
+    workspace = _workspace(args)
+    target = resolve_version(workspace, args.version)
+    with RunRecord(workspace, "publish") as record:
+        outcome = publish(workspace, target, args.to, visibility=args.visibility, reason=args.include_restricted_text,
+                          redact=_redact, progress=not args.quiet)
+        transfer = outcome.transfer
+        record.data.update(destination=args.to, version=outcome.manifest["version"],
+                           visibility=outcome.manifest["release"]["visibility"],
+                           withheld=outcome.manifest["release"]["withheld"], sent=transfer.files_sent,
+                           bytes_sent=transfer.bytes_sent, reused=transfer.files_reused,
+                           verified=transfer.files_verified, repaired=transfer.files_repaired)
+    print(f"published {outcome.manifest['version']} to {transfer.url}: {transfer.files_sent} files sent "
+          f"({transfer.bytes_sent:,} bytes), {transfer.files_reused} reused from earlier releases, "
+          f"{transfer.files_verified} already there and verified, {transfer.files_repaired} repaired")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from overton.demo import run_demo
 
@@ -405,6 +445,29 @@ def parser() -> argparse.ArgumentParser:
     sub = command("verify", cmd_verify, "recompute every checksum of a version; exit 1 if a file differs")
     sub.add_argument("path", nargs="?", help="a version folder or a dataset folder (latest version; default: the "
                      "workspace's dataset)")
+
+    sub = command("card", cmd_card, "write the data card (README.md), its plots and the release page (index.html) "
+                  "into a version folder")
+    sub.add_argument("version", nargs="?", metavar="VERSION",
+                     help="a version name (v0002), a version folder, or none for the latest version")
+
+    sub = command("publish", cmd_publish, "publish a version with its card: to a folder, an fsspec URL (s3://, "
+                  "gs://, ...) or a Hugging Face dataset repository (hf://datasets/OWNER/NAME); only what changed is "
+                  "sent, everything is verified at the destination")
+    sub.add_argument("version", nargs="?", metavar="VERSION",
+                     help="a version name (v0002), a version folder, or none for the latest version")
+    sub.add_argument("--to", required=True, metavar="DEST", help="where: a folder, an fsspec URL or "
+                     "hf://datasets/OWNER/NAME (token from HF_TOKEN)")
+    seen = sub.add_mutually_exclusive_group()
+    seen.add_argument("--public", dest="visibility", action="store_const", const="public",
+                      help="anyone may read the destination: texts not licensed for redistribution are left out "
+                      "(the default for folders and URLs; required or --private for the Hub)")
+    seen.add_argument("--private", dest="visibility", action="store_const", const="private",
+                      help="only you may read the destination: every text is published and the card says so")
+    sub.add_argument("--include-restricted-text", metavar="REASON",
+                     help="publish texts not licensed for redistribution to a public destination anyway, for this "
+                     "reason, which the card states (e.g. the publisher's written permission)")
+    sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     sub = command("train", cmd_train, "train GPT-J on the dataset with the [train] settings; after any stop, "
                   "the same command resumes from the last checkpoint")

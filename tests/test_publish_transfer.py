@@ -1,6 +1,6 @@
 """Publishing a staged release: to a local folder and memory:// (fsspec), and to a Hugging Face stand-in.
 
-Each test stages a small release itself (Parquet shards, a card, a plot, release.json written last), publishes
+Each test stages a small release itself (Parquet shards, a card, a plot, manifest.json written last), publishes
 it, and asserts on the report's counts and on the bytes at the destination.
 """
 
@@ -66,8 +66,8 @@ def stage(folder: Path, version: str, files: dict[str, bytes], **extra) -> Path:
     for path, data in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(data)
-    release = {"format": "overton.release/1", "name": "corpus", "version": version, **extra,
-               "files": [{"path": p, "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+    release = {"format": "overton.dataset/1", "name": "corpus", "version": version, **extra,
+               "files": [{"path": p, "kind": p.split("/")[0], "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
                          for p, d in sorted(files.items())]}
     (folder / RELEASE_FILE).write_text(json.dumps(release, sort_keys=True, indent=2) + "\n")
     return folder
@@ -158,7 +158,7 @@ def test_a_staged_file_damaged_since_staging_is_not_published(tmp_path, dest):
     damaged = bytearray(shard.read_bytes())
     damaged[100] ^= 0x01
     shard.write_bytes(bytes(damaged))
-    with pytest.raises(Refused, match=r"part-00001\.parquet: its sha256 is not the one in release\.json; stage the "
+    with pytest.raises(Refused, match=r"part-00001\.parquet: its sha256 is not the one in manifest.json; stage the "
                                       r"release again"):
         publish_folder(v1, dest, visibility=None, say=quiet, progress=False)
     published = tree(f"{dest}/v0001")
@@ -401,7 +401,7 @@ def test_hub_tag_holding_other_files_is_refused(tmp_path, hub):
     other = stage(tmp_path / "other", "v0001", release_files(changed=True))
     commits = len(hub.repos["elus/corpus"].commits)
     with pytest.raises(Refused, match=r"tag v0001 holds other files than this release \(data/senat/part-00001"
-                                      r"\.parquet, release\.json\); a release is immutable"):
+                                      r"\.parquet, manifest.json\); a release is immutable"):
         publish_folder(other, "hf://datasets/elus/corpus", visibility="public", say=quiet)
     assert len(hub.repos["elus/corpus"].commits) == commits
 

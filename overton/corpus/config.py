@@ -196,6 +196,16 @@ class SourceConfig(_Section):
 
     #: The profile its documents are judged by; wins over what the collector or ``ingest --profile`` recorded.
     profile: str = Field("", pattern=r"^([a-z0-9][a-z0-9._-]*)?$")
+    #: Where its documents come from and anything a reader should know, in the data card's words.
+    description: str = ""
+
+
+class CardConfig(_Section):
+    """``overton card`` and ``overton publish``: what the generated data card says beyond what it measures."""
+
+    pretty_name: str = ""
+    summary: str = ""
+    tokenizer: str = ""
 
 
 class NearDedupConfig(_Section):
@@ -386,6 +396,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     crawl: CrawlConfig = CrawlConfig()
     train: TrainConfig = TrainConfig()
+    card: CardConfig = CardConfig()
     profiles: dict[str, Profile] = BUILTIN_PROFILES
     sources: dict[str, SourceConfig] = {}
 
@@ -681,6 +692,19 @@ seed = 1
 # Which copy of a cluster is kept: earlier versions first, then sources in this order (unlisted
 # sources after, alike), then the earliest published_at, then the smallest id.
 source_priority = []
+
+[card]
+# The data card that `overton card` and `overton publish` generate. Its name (default: the dataset's name)
+# and a paragraph that opens it; the numbers, tables and plots are measured from the data.
+pretty_name = ""
+summary = ""
+# Token counts per source use this tokenizer (a folder with tokenizer.json); empty: [train] tokenizer
+# when that is a local folder, else no token counts.
+tokenizer = ""
+
+# A source's description (where its documents come from, in your words) appears in the card:
+# [sources.NAME]
+# description = "..."
 
 [ingest]
 # Size of one raw Parquet file written by `overton ingest`, in MB.

@@ -1,11 +1,12 @@
 """Sending a staged release to where people read it: a folder or bucket (any fsspec URL), or a Hugging Face repo.
 
-A staging folder holds a complete release and its ``release.json`` (every file with its size and sha256).
+A staging folder holds a complete release and its ``manifest.json`` (every file with its size and sha256: a
+release is a dataset version, see :mod:`overton.corpus.release`).
 Publishing it must survive being killed at any moment and rerun, must never leave a release that looks
 finished but is not, and must not resend gigabytes that are already there. So:
 
 - At an fsspec destination the release goes to ``DEST/<version>/``. Each file is written under a temporary
-  name beside its target and moved into place; ``release.json`` goes last and marks the release complete.
+  name beside its target and moved into place; ``manifest.json`` goes last and marks the release complete.
   Every file that is in place is read back (size, sha256) before it counts: a rerun keeps what is right,
   re-sends what is wrong or missing, and copies at the destination any file an earlier release there already
   holds with the same sha256 (consecutive versions share most shards). A complete release is immutable.
@@ -33,12 +34,11 @@ from fsspec.implementations.local import LocalFileSystem
 from tqdm import tqdm
 
 from overton.corpus.atomic import TMP_MARK, commit
-from overton.corpus.dataset import MANIFEST, VERSION_RE
+from overton.corpus.dataset import FORMAT, MANIFEST, VERSION_RE
 from overton.corpus.errors import Refused, UserError
 
-RELEASE_FILE = "release.json"  # written last: a release folder without it is unfinished
+RELEASE_FILE = MANIFEST  # written last: a release folder without it is unfinished
 RELEASES_INDEX = "releases.json"  # at DEST: the complete releases there
-FORMAT = "overton.release/1"
 VISIBILITIES = ("public", "private")
 HUB_PREFIX = "hf://"
 _HUB_URL = re.compile(r"hf://datasets/([A-Za-z0-9][\w.-]*)/([A-Za-z0-9][\w.-]*)/?")
@@ -48,7 +48,7 @@ _CHUNK = 1 << 20
 
 @dataclass
 class TransferReport:
-    """What a publish did. Each file release.json lists is counted once in sent, reused or verified (release.json
+    """What a publish did. Each file manifest.json lists is counted once in sent, reused or verified (manifest.json
     itself, always written or checked, is not counted)."""
 
     url: str  # the published release: DEST/<version> or the Hub page of the tag
@@ -62,7 +62,7 @@ class TransferReport:
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of the release, as release.json lists it."""
+    """One file of the release, as manifest.json lists it."""
 
     path: str
     bytes: int
@@ -83,7 +83,7 @@ def publish_folder(staging: Path, dest: str, *, visibility: str | None, say: Cal
 
 
 def read_staging(staging: Path) -> tuple[dict[str, Any], bytes]:
-    """The staged release.json (parsed, and its bytes), once every file it lists is there with its size."""
+    """The staged manifest.json (parsed, and its bytes), once every file it lists is there with its size."""
     try:
         raw = (staging / RELEASE_FILE).read_bytes()
     except FileNotFoundError:
@@ -93,7 +93,7 @@ def read_staging(staging: Path) -> tuple[dict[str, Any], bytes]:
     except json.JSONDecodeError:
         release = {}
     if release.get("format") != FORMAT or not VERSION_RE.match(str(release.get("version"))):
-        raise UserError(f"{staging / RELEASE_FILE}: not an {FORMAT} release")
+        raise UserError(f"{staging / RELEASE_FILE}: not an {FORMAT} manifest")
     for entry in entries(release):
         try:
             size = (staging / entry.path).stat().st_size
@@ -107,7 +107,7 @@ def read_staging(staging: Path) -> tuple[dict[str, Any], bytes]:
 
 
 def entries(release: dict[str, Any]) -> list[Entry]:
-    """The files release.json lists; a path that would leave the release folder is refused."""
+    """The files manifest.json lists; a path that would leave the release folder is refused."""
     found = []
     for item in release["files"]:
         path = PurePosixPath(item["path"])
@@ -235,7 +235,7 @@ class _FolderPublish:
                       "keep what it receives")
 
     def _send(self, entry: Entry, tmp: str) -> None:
-        """Copy the staged file to ``tmp``, refusing a staged file that no longer matches release.json."""
+        """Copy the staged file to ``tmp``, refusing a staged file that no longer matches manifest.json."""
         digest = hashlib.sha256()
         with open(self.staging / entry.path, "rb") as source, self.fs.open(tmp, "wb") as target:
             while block := source.read(_CHUNK):
