@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import random
 import shutil
@@ -86,6 +87,7 @@ def test_statistics_of_a_built_version_are_the_planted_facts(built):
     version = built["first"]
     stats = version_stats(version)
     assert (stats["name"], stats["version"], stats["parent"], stats["tokenizer"]) == ("overton", "v0001", None, None)
+    assert json.loads(json.dumps(stats)) == stats  # plain JSON: string keys, no numpy numbers
 
     rows = _kept(version)
     words = {s: [len(r["text"].split()) for r in rows if r["source"] == s] for s in ("speeches", "web")}

@@ -74,7 +74,7 @@ def load_tokenizer(path: str | Path):
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise UserError(f"tokenizer {path}: no such folder with tokenizer.json, nor tokenizer.json file")
+        raise UserError(f"tokenizer {path}: no such folder holding a tokenizer.json, nor such a file")
     try:
         return Tokenizer.from_file(str(file))
     except Exception as error:  # tokenizers raises a bare Exception for a file it cannot parse
@@ -237,8 +237,11 @@ def _rejected(version: Version) -> dict[str, Any]:
 
 
 def version_stats(version: Version, tokenizer: str | Path | None = None) -> dict[str, Any]:
-    """The statistics of ``version`` (the contract: README, "Data card statistics"); token counts with the
-    tokenizer at ``tokenizer`` (a folder holding tokenizer.json, or the file) when one is given."""
+    """The statistics of ``version``: ``totals``, per-source counts (``sources``), the shared word-count
+    ``length_histogram``, ``speakers``, ``rejected``, near-duplicate ``clusters`` and ``imbalance``; token counts
+    with the tokenizer at ``tokenizer`` (a folder holding tokenizer.json, or the file) when one is given, else
+    None. Every key is a string, every number an int or a float of 4 decimals, so ``json.dumps`` writes the
+    same text for the same version."""
     encoder = load_tokenizer(tokenizer) if tokenizer is not None else None
     sources: dict[str, _Source] = {}
     roles, parties, cluster_sizes, largest = Counter(), Counter(), Counter(), []
