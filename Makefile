@@ -16,7 +16,7 @@ $(VENV)/.dev: $(VENV)/.base
 	$(PY) -m pip install --quiet -e '.[dev,train]'
 	touch $@
 
-.PHONY: demo test lint browser clean
+.PHONY: demo test lint browser sample-card clean
 demo: $(VENV)/.base
 	$(VENV)/bin/overton demo
 
@@ -33,6 +33,15 @@ browser:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null || { \
 	    $$sudo apt-get update -qq && \
 	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
+
+# data_cards/sample: the card, plots, page and data of the bundled sample as `overton demo` builds them, the
+# living example of a card; tests/test_demo.py fails when it is out of date
+SAMPLE_FILES := README.md LICENSE.md index.html plots data
+sample-card: $(VENV)/.base
+	tmp=$$(mktemp -d) && $(VENV)/bin/overton demo --workspace $$tmp/ws >/dev/null && \
+	  (cd $$tmp/ws && $(CURDIR)/$(VENV)/bin/overton card >/dev/null) && \
+	  rm -rf data_cards/sample && mkdir -p data_cards/sample && \
+	  for f in $(SAMPLE_FILES); do cp -r $$tmp/ws/datasets/overton/v0001/$$f data_cards/sample/; done && rm -rf $$tmp
 
 test: lint browser
 	$(VENV)/bin/pytest -n auto --dist loadfile  # one worker per core, a test file per worker

@@ -2,13 +2,14 @@
 
 Creates a workspace, ingests the sample corpus shipped in :mod:`overton.sample` (speeches in the
 GPTJ-Overton dump format, encyclopedia articles in JSON Lines, questions and answers in CSV) and
-builds the first dataset version. The sample holds planted exact duplicates, HTML leftovers,
-empty texts and "Source :" lines, so every build step has something to do.
+builds the first dataset version. The sample holds planted exact duplicates, HTML leftovers, empty
+texts and "Source :" lines, so every build step has something to do.
 
 Then, when the ``train`` extra is installed, it trains a tiny GPT-J on the built version for a few
 seconds on the CPU (a byte-level BPE tokenizer trained on the corpus, a model of two layers: no
 download), through the same ``overton train`` code and settings a real run uses, and prints one line
 the model generates. A model this small, trained this briefly, writes French-looking syllables.
+Last, it writes the version's data card, plots and release page (``overton card``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 
 from overton.corpus.config import set_setting
 from overton.corpus.errors import UserError
+from overton.corpus.publish import write_card
 from overton.corpus.report import counts_table
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import build
+from overton.pipelines.pii import redact
 from overton.spiders.ingest import ingest
 
 #: (file in overton/sample, source name, its profile, licence for records that carry none)
@@ -112,4 +115,9 @@ def run_demo(root: Path | None, jobs: int | None, say=print) -> int:
     say(f"next: overton inspect {version.path}")
     say("training a tiny GPT-J on it (CPU, a few seconds):")
     train_tiny_model(workspace, version, say)
+    written = write_card(workspace, version.path, redact=lambda text: redact(text)[0])
+    say(f"data card:          {version.path / 'README.md'} ({len(written)} files: the card, "
+        f"{sum(p.suffix == '.png' for p in written)} plots, the page)")
+    say(f"release page:       {version.path / 'index.html'} (open it in a browser)")
+    say("next: overton publish --to FOLDER (or s3://..., hf://datasets/OWNER/NAME --public)")
     return 1 if refused else 0

@@ -104,3 +104,29 @@ def test_demo_ends_with_a_tiny_training_run_and_a_generated_line(demo):
     train = root / "train"
     assert (train / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (train / "checkpoints").iterdir()) == ["step-000030", "step-000060"]
+
+
+def test_demo_ends_with_the_card_of_the_sample_and_where_its_page_is(demo):
+    from huggingface_hub import DatasetCard
+
+    done, root = demo
+    version = root / "datasets" / "overton" / "v0001"
+    lines = done.stdout.strip().splitlines()
+    assert lines[-3] == (f"data card:          {version / 'README.md'} (7 files: the card, 4 plots, the page)")
+    assert lines[-2] == f"release page:       {version / 'index.html'} (open it in a browser)"
+    card = DatasetCard.load(version / "README.md")
+    assert [c["config_name"] for c in card.data.to_dict()["configs"]] == ["all", "encyclopedia", "questions",
+                                                                          "speeches"]
+    assert "| **total** | **56** |" in card.text
+    assert "torch.distributed is disabled" not in done.stderr  # a process alone saves alone without a warning
+
+
+def test_the_card_in_data_cards_is_the_card_of_the_sample_as_built_now(demo):
+    """data_cards/sample is the living example: `make sample-card` writes it the way this test does."""
+    _, root = demo
+    overton = Path(sys.executable).parent / "overton"
+    subprocess.run([str(overton), "card"], cwd=root, check=True, capture_output=True, timeout=300)
+    version, example = root / "datasets" / "overton" / "v0001", Path(__file__).parents[1] / "data_cards" / "sample"
+    for name in ("README.md", "LICENSE.md", "index.html", "plots/documents_per_year.png",
+                 "plots/document_length.png", "plots/top_speakers.png", "plots/rejects_by_reason.png"):
+        assert (version / name).read_bytes() == (example / name).read_bytes(), f"{name}: run `make sample-card`"

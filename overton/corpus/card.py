@@ -111,10 +111,10 @@ def _processing(name: str, stats: dict[str, Any], manifest: dict[str, Any]) -> s
 def _limitations(stats: dict[str, Any]) -> dict[str, list[str]]:
     """What the data shows of its balance, then what the filters cannot promise. Figures only: whether a share
     is too large depends on what the reader trains the model for."""
-    imbalance, total = stats["imbalance"], stats["totals"]["documents"] or 1
+    imbalance, total = stats["imbalance"], stats["totals"]["documents"]
     shares = ", ".join(f"{name} {s['documents'] / total:.0%}" for name, s in
                        sorted(stats["sources"].items(), key=lambda item: (-item[1]["documents"], item[0])))
-    lines = [f"Sources: {shares} of the documents."]
+    lines = [f"Sources: {shares} of the documents." if total else "No document was kept."]
     if imbalance["top_year"]:
         year, share = imbalance["top_year"]
         undated = sum(s["undated"] for s in stats["sources"].values())
@@ -187,6 +187,8 @@ def render_card(stats: dict[str, Any], changes: dict[str, Any], configs: list[Co
         "near": _near(manifest), "limitations": _limitations(stats), "location": publication.location,
         "default_config": default.name, "default_files": default.data_files,
         "created_by": f"overton {__version__}",
+        # the folder's name, not its path: a path on the publisher's machine means nothing to a reader
+        "tokenizer_name": Path(stats["tokenizer"]).name if stats["tokenizer"] else None,
     }
     body = environment().get_template("card.md.j2").render(**values)
     yaml_header = yaml.safe_dump(header(stats, configs, title), sort_keys=False, allow_unicode=True, width=1000)

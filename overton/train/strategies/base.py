@@ -15,6 +15,7 @@ load into a model that is not sharded.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -137,7 +138,9 @@ class Strategy:
         import torch.distributed.checkpoint as dcp
 
         model, optimizer = self.state_dicts()
-        dcp.save({"model": model, "optimizer": optimizer}, checkpoint_id=folder, no_dist=_alone())
+        with warnings.catch_warnings():  # alone, DCP warns that it saves alone, which is what no_dist asks
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+            dcp.save({"model": model, "optimizer": optimizer}, checkpoint_id=folder, no_dist=_alone())
         mine = sorted(folder.glob(f"__{self.dist.rank}_*.distcp"))
         return mine + [folder / DCP_METADATA] if self.dist.main else mine
 
