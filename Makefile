@@ -1,7 +1,8 @@
 # Two entry points, both self-contained on a fresh clone:
 #   make demo  - create .venv, install overton with the train extra (CPU torch), build the bundled sample
 #                corpus and train a tiny GPT-J on it
-#   make test  - the same, plus the dev extra; lint, run the tests and the demo
+#   make test  - the same, plus the dev extra and Chromium (for the release page's tests); lint, run the tests
+#                and the demo
 VENV ?= .venv
 PY := $(VENV)/bin/python
 

@@ -75,3 +75,18 @@ def site():
 
     with Site() as running:
         yield running
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The stand-in, with huggingface_hub pointed at it, speaking LFS, and holding its token."""
+    import huggingface_hub.constants as constants
+
+    from tests.hubstandin import HubStandin
+
+    with HubStandin() as standin:
+        monkeypatch.setattr(constants, "ENDPOINT", standin.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+        monkeypatch.setenv("HF_TOKEN", standin.token)
+        yield standin

@@ -184,3 +184,28 @@ def test_a_damaged_version_is_not_published(mixed: Workspace, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sha256 differs" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_to_the_hub_is_one_tagged_commit_of_the_gated_release(mixed: Workspace, hub, capsys):
+    """Through a local stand-in of the Hub's HTTP API (tests/hubstandin.py) that huggingface_hub is pointed at."""
+    assert main(["publish", "-w", str(mixed.root), "--to", "hf://datasets/elus/corpus", "--public", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert hub.token not in out
+    files = hub.files("elus/corpus", "v0001")
+    staged = Version.open(next((mixed.state / "publish").iterdir()))
+    assert {path: len(data) for path, data in files.items() if path != ".gitattributes"} == {
+        entry["path"]: entry["bytes"] for entry in [*staged.manifest["files"],
+                                                    {"path": "manifest.json", "bytes": len(files["manifest.json"])}]}
+    assert "metadata/speeches/part-00000.parquet" in files and "data/speeches/part-00000.parquet" not in files
+    assert 'load_dataset("elus/corpus", "all", split="train")' in files["README.md"].decode()
+    assert hub.repos["elus/corpus"].private is False
+
+
+def test_a_version_that_kept_nothing_still_gets_a_card(workspace: Workspace):
+    _ingest(workspace, "wiki", [{"id": "en", "text": "The committee will meet again next week to discuss the "
+                                 "budget of the regions and the future of public transport in rural areas."}],
+            profile="encyclopedia")
+    build(workspace, progress=False)
+    assert main(["card", "-w", str(workspace.root)]) == 0
+    card = _card(_version(workspace).path)
+    assert "No document was kept." in card.text and "| not_french | 1 |" in card.text

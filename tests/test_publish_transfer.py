@@ -34,7 +34,6 @@ from overton.corpus.destinations import (
     publish_folder,
 )
 from overton.corpus.errors import Refused, UserError
-from tests.hubstandin import HubStandin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +65,7 @@ def stage(folder: Path, version: str, files: dict[str, bytes], **extra) -> Path:
     for path, data in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(data)
-    release = {"format": "overton.dataset/1", "name": "corpus", "version": version, **extra,
+    release = {"format": "overton.dataset/1", "name": "corpus", "version": version, "release": extra,
                "files": [{"path": p, "kind": p.split("/")[0], "bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
                          for p, d in sorted(files.items())]}
     (folder / RELEASE_FILE).write_text(json.dumps(release, sort_keys=True, indent=2) + "\n")
@@ -323,19 +322,6 @@ def test_plan_commit_compares_lfs_by_sha256_and_small_files_by_blob_id():
     changed = plan_commit(local, {**remote, "README.md": RemoteFile("README.md", 5, None, git_blob_id(b"HELLO"))},
                           lambda path: git_blob_id(contents[path]))
     assert changed.add == ["README.md", "data/b.parquet"]
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """The stand-in, with huggingface_hub pointed at it, speaking LFS, and holding its token."""
-    import huggingface_hub.constants as constants
-
-    with HubStandin() as standin:
-        monkeypatch.setattr(constants, "ENDPOINT", standin.url)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-        monkeypatch.setenv("HF_TOKEN", standin.token)
-        yield standin
 
 
 def test_hub_release_is_one_commit_and_a_tag_sending_only_what_changed(tmp_path, hub):

@@ -20,6 +20,7 @@ finished but is not, and must not resend gigabytes that are already there. So:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -78,7 +79,7 @@ def publish_folder(staging: Path, dest: str, *, visibility: str | None, say: Cal
     """
     release, raw = read_staging(staging)
     if dest.startswith(HUB_PREFIX):
-        return _publish_hub(staging, release, raw, dest, visibility, say)
+        return _publish_hub(staging, release, raw, dest, visibility, say, progress)
     return _publish_fsspec(staging, release, raw, dest, say, progress)
 
 
@@ -407,19 +408,42 @@ def _remote_files(listing: Iterable[Any]) -> dict[str, RemoteFile]:
     return found
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of huggingface_hub's HTTP client for a network that fails (its client differs by version)."""
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            found.append(getattr(importlib.import_module(module), "TransportError", None)
+                         or importlib.import_module(module).ConnectionError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def _publish_hub(staging: Path, release: dict[str, Any], raw: bytes, dest: str, visibility: str | None,
-                 say: Callable[[str], None]) -> TransferReport:
+                 say: Callable[[str], None], progress: bool) -> TransferReport:
     repo_id = hub_repo(dest)
     private = hub_visibility(visibility)
-    if release.get("visibility") == "private" and not private:
+    if release.get("release", {}).get("visibility") == "private" and not private:
         raise UserError(f"{staging}: staged for private readers (it may hold texts not licensed for "
                         f"redistribution); stage it with --public to publish it to a public repository")
     from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+    quiet = not progress and not are_progress_bars_disabled()
+    if quiet:
+        disable_progress_bars()
     try:
         return _HubPublish(repo_id, dest, staging, release, raw, say).run(private)
     except HfHubHTTPError as exc:
         raise UserError(_hub_error(dest, exc)) from None
+    except _transport_errors() as exc:
+        words = str(exc).splitlines()[0] if str(exc) else "no message"
+        raise UserError(f"{dest}: the Hub could not be reached ({type(exc).__name__}: {words}); the same command "
+                        "resumes") from None
+    finally:
+        if quiet:
+            enable_progress_bars()
 
 
 def _hub_error(dest: str, exc: Any) -> str:
