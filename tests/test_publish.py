@@ -110,7 +110,13 @@ def test_public_release_publishes_only_the_texts_licensed_for_it(mixed: Workspac
     only_metadata = load_dataset(str(release), "metadata_only", split="train")
     assert only_metadata.num_rows == 6 and "text" not in only_metadata.features
     card = _card(release)
-    assert [c["config_name"] for c in card.data.to_dict()["configs"]] == ["all", "wiki", "metadata_only"]
+    configs = card.data.to_dict()["configs"]
+    assert [c["config_name"] for c in configs] == ["all", "wiki", "metadata_only"]
+    for config, rows in zip(configs, (8, 8, 6), strict=True):  # every config, as the card's header declares it
+        loaded = load_dataset(str(release), config["config_name"], split="train")
+        assert loaded.num_rows == rows and ("text" in loaded.features) == (config["config_name"] != "metadata_only")
+        assert {"id", "title", "url", "license", "attribution", "published_at"} <= set(loaded.features)
+    assert pads.dataset(release / "data", format="parquet").count_rows() == 8
     assert "**Metadata only for 6 documents.**" in card.text
     assert _table_row(card.text, "speeches")[-1] == "none (metadata only)"
     speeches = [row["text"] for row in _version(mixed).iter_batches("data") for row in row.to_pylist()
