@@ -151,7 +151,7 @@ _PARENT = textwrap.dedent("""
             lifetime.watch_parent(parent)
         else:
             lifetime.worker_of(parent)
-        print("tied", flush=True)
+        print("tied", file=sys.stderr, flush=True)  # not stdout: a forked child's line could meet the pid's
         time.sleep(120)
 
     if __name__ == "__main__":
@@ -170,12 +170,13 @@ def test_a_worker_ends_with_its_killed_parent(tmp_path, method, how):
     ended before the child called worker_of, so no death signal will ever come and the child ends itself."""
     script = tmp_path / "parent.py"
     script.write_text(_PARENT)
-    parent = subprocess.Popen([sys.executable, str(script), method, how], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+    parent = subprocess.Popen([sys.executable, str(script), method, how], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              cwd=Path(__file__).resolve().parents[1])
     try:
         child = psutil.Process(int(parent.stdout.readline()))
         if how != "late":
-            assert parent.stdout.readline() == "tied\n"
+            assert parent.stderr.readline() == "tied\n"
         killed = time.monotonic()
         parent.kill()
         left, _seconds = _wait_gone([child], killed)
