@@ -285,10 +285,10 @@ def test_config_template_holds_every_setting_with_its_default():
         ("[normalize]\nstrip_html = 1", "setting 'normalize.strip_html' must be true or false, got 1"),
         ("[shards]\ntarget_mb = 0", "setting 'shards.target_mb'"),
         ("[dataset]\nname = 'Mon Corpus'", "setting 'dataset.name'"),
+        ('[near_dedup]\nmode = "exact"', "setting 'near_dedup.mode'"),
         ("build = 3", "setting 'build' must be a table, got 3"),
         ("[build\n", "not valid TOML"),
         # settings that contradict each other, and those of earlier versions
-        ("[near_dedup]\nmargin = 0.8", "setting 'near_dedup.margin' (0.8) must be below 'near_dedup.threshold' (0.8)"),
         ("[profiles.qa.quality]\nmin_words = 200000",
          "setting 'profiles.qa.quality.min_words' (200000) must be below 'profiles.qa.quality.max_words' (100000)"),
         ("[profiles.web.quality]\nmin_mean_word_len = 12.0", "'profiles.web.quality.min_mean_word_len' (12.0) must be"),
@@ -300,6 +300,7 @@ def test_config_template_holds_every_setting_with_its_default():
         ('[quality]\ncurated_sources = ["assemblee"]',
          "setting 'quality.curated_sources' was replaced by source profiles"),
         ('[pii]\nskip_sources = ["assemblee"]', "setting 'pii.skip_sources' was replaced by"),
+        ("[near_dedup]\nmargin = 0.04", "setting 'near_dedup.margin' was replaced by exact verification"),
         ("[language]\nmin_score = 0.3", "setting 'language.min_score' was replaced by the min_score of each profile"),
     ],
 )

@@ -147,9 +147,16 @@ def _near(manifest: dict[str, Any]) -> str:
     near = manifest.get("parameters", {}).get("near_dedup", {})
     if not near.get("enabled"):
         return "not removed in this build."
-    return (f"MinHash over word {near['ngram']}-grams, {near['bands']} bands of {near['rows']} rows, pairs at "
-            f"estimated Jaccard similarity {near['threshold']} or more (less {near['margin']} for the estimate's "
-            "noise) merged into clusters of which one document is kept.")
+    if near.get("mode") == "fineweb":
+        return (f"MinHash over word {near['ngram']}-grams, FineWeb's 14 bands of 8 rows, documents sharing a band "
+                "merged unverified into clusters of which one document is kept.")
+    if "margin" in near:  # versions built before candidates were verified exactly
+        return (f"MinHash over word {near['ngram']}-grams, {near['bands']} bands of {near['rows']} rows, pairs at "
+                f"estimated Jaccard similarity {near['threshold']} or more (less {near['margin']} for the "
+                "estimate's noise) merged into clusters of which one document is kept.")
+    return (f"MinHash over word {near['ngram']}-grams, {near['bands']} bands of {near['rows']} rows, candidate pairs "
+            f"whose shingles have a Jaccard similarity of {near['threshold']} or more (computed exactly from their "
+            "texts) merged into clusters of which one document is kept.")
 
 
 def render_card(stats: dict[str, Any], changes: dict[str, Any], configs: list[Config], plots: list,

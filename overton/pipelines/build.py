@@ -39,10 +39,10 @@ from overton.corpus.shards import ShardWriter, row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.checks import Admission, TooLarge
 from overton.pipelines.dedup_exact import ExactDedup
-from overton.pipelines.dedup_near import Candidates, NearDedup, load_index, save_index
+from overton.pipelines.dedup_near import Candidates, NearDedup, TextReader, load_index, save_index
 from overton.pipelines.executor import LocalExecutor
 from overton.pipelines.language import LanguageFilter
-from overton.pipelines.minhash import MinHashParams
+from overton.pipelines.minhash import FINEWEB_BANDS_ROWS, MinHashParams
 from overton.pipelines.normalize import Normalize
 from overton.pipelines.pii import PiiRedactor
 from overton.pipelines.quality import QualityFilter
@@ -151,9 +151,14 @@ def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
     settings = params["near_dedup"]
     if not settings["enabled"]:
         return None
-    minhash = MinHashParams(bands=settings["bands"], rows=settings["rows"], ngram=settings["ngram"],
-                            seed=settings["seed"])
-    return NearDedup(minhash, settings["threshold"] - settings["margin"], settings["source_priority"])
+    fineweb = settings["mode"] == "fineweb"
+    return NearDedup(minhash_params(settings), settings["threshold"], settings["source_priority"], verify=not fineweb)
+
+
+def minhash_params(settings: dict[str, Any]) -> MinHashParams:
+    """The MinHash settings of ``[near_dedup]`` as a manifest records them (before modes: verified)."""
+    bands, rows = FINEWEB_BANDS_ROWS if settings.get("mode") == "fineweb" else (settings["bands"], settings["rows"])
+    return MinHashParams(bands=bands, rows=rows, ngram=settings["ngram"], seed=settings["seed"])
 
 
 #: Kept documents, and rejected ones (with the reject columns), of every build.
@@ -307,22 +312,70 @@ class _Finalizer:
         width = near.hasher.params.num_perm
         everything = np.concatenate(signatures) if signatures else np.empty((0, width), np.uint32)
         chosen = np.concatenate(positions) if positions else np.empty(0, np.int64)
-        return Candidates(ids, everything[chosen], sources, published, preferred)
+        return Candidates(ids, everything[chosen], sources, published, preferred, self._live_texts(chosen))
+
+    def _live_texts(self, rows: np.ndarray) -> TextReader:
+        """The texts of the live task rows at ``rows`` (positions among every task's live rows, in build order)."""
+
+        def read(positions: np.ndarray) -> Iterator[tuple[np.ndarray, list[str]]]:
+            wanted, offset = rows[positions], 0
+            for _, live, _ in self._live(["reject_reason", "text"]):
+                start, stop = np.searchsorted(wanted, [offset, offset + live.num_rows])
+                if stop > start:
+                    yield positions[start:stop], live.column("text").take(wanted[start:stop] - offset).to_pylist()
+                offset += live.num_rows
+
+        return read
 
     def _published(self, near: NearDedup) -> Candidates:
-        """Signatures of every document already published, from the index kept in state/."""
-        width = near.hasher.params.num_perm
-        ids, blocks = [], []
+        """Signatures of every document already published, from the index kept in state/ (computed again from
+        the parent's texts for a version indexed with other MinHash settings), and a reader of their texts."""
+        params = near.hasher.params
+        ids, blocks, stale = [], [], []
         for version in reversed(self.versions):  # a refiltered version's index holds everything before it
             path = self.index_dir / f"{version.name}.parquet"
             if path.is_file():
-                version_ids, signatures = load_index(path, width)
+                version_ids, signatures = load_index(path)
+                then = minhash_params(version.manifest["parameters"]["near_dedup"])
+                if (then.num_perm, then.ngram, then.seed) != (params.num_perm, params.ngram, params.seed):
+                    stale.append(np.arange(len(ids), len(ids) + len(version_ids)))
+                    signatures = np.empty((len(version_ids), params.num_perm), np.uint32)
                 ids += version_ids
                 blocks.append(signatures)
             if version.manifest.get("refilter_of"):
                 break
-        signatures = np.concatenate(blocks) if blocks else np.empty((0, width), np.uint32)
-        return Candidates(ids, signatures, [], [])
+        signatures = np.concatenate(blocks) if blocks else np.empty((0, params.num_perm), np.uint32)
+        texts = self._published_texts(ids)
+        if stale:
+            for positions, chunk in texts(np.concatenate(stale)):
+                signatures[positions] = near.hasher.signatures(chunk)
+                near.stats["signatures_recomputed"] += len(chunk)
+        return Candidates(ids, signatures, [], [], texts=texts)
+
+    def _published_texts(self, ids: list[str]) -> TextReader:
+        """The texts of published documents by id, from the parent version's data shards (a version holds every
+        document published before it), read row group by row group."""
+
+        def read(positions: np.ndarray) -> Iterator[tuple[np.ndarray, list[str]]]:
+            wanted = {ids[position]: position for position in positions.tolist()}
+            value_set = pa.array(sorted(wanted), pa.string())
+            found = 0
+            for entry in self.parent.files("data") if wanted else []:
+                with self.parent.open_file(entry) as handle:
+                    shard = pq.ParquetFile(handle)
+                    for group in range(shard.num_row_groups):
+                        hit = pc.is_in(shard.read_row_group(group, columns=["id"]).column("id"), value_set=value_set)
+                        if pc.any(hit).as_py():
+                            rows = shard.read_row_group(group, columns=["id", "text"]).filter(hit)
+                            found += rows.num_rows
+                            yield (np.array([wanted[i] for i in rows.column("id").to_pylist()], np.int64),
+                                   rows.column("text").to_pylist())
+            if found != len(wanted):
+                raise Refused(f"{self.parent.path}: {len(wanted) - found} documents of the near-dedup index "
+                              f"{self.index_dir} are not in the version's data; rebuild from raw (`overton build` in "
+                              "a new workspace)")
+
+        return read
 
     def _save_index(self, near: NearDedup, candidates: Candidates) -> None:
         kept = [i for i, doc_id in enumerate(candidates.ids) if near.is_kept(doc_id)]
