@@ -17,11 +17,16 @@ from overton.corpus.config import ProfileLanguage
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
 from overton.corpus.text import clean_whitespace
 from overton.pipelines.language import (
+    FOREIGN_WORDS,
+    FRENCH_STRONG,
+    FRENCH_WEAK,
     Detection,
+    Evidence,
     LangdetectDetector,
     LanguageFilter,
     get_detector,
     lexical_evidence,
+    lexical_evidences,
     windows,
 )
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
@@ -90,7 +95,8 @@ class CountingDetector:
 def test_lexical_evidence_separates_french_from_its_neighbours():
     french = lexical_evidence(FRENCH[0])
     assert french.french > 0.3 and french.strong > 0.15
-    assert lexical_evidence("L'État d'abord, qu'il le veuille ou non : c'est l'intérêt général.").french > 0.3
+    text = "L’État, l'an 2012."
+    assert lexical_evidence(text) == plain_evidence(text) == Evidence(4, 0.25, 0.5, "und")
     english = lexical_evidence(ENGLISH_QUOTE)
     assert english.french < 0 and english.foreign_language == "en"
     spanish = lexical_evidence("El gobierno ha presentado hoy un proyecto de ley para los ciudadanos y las empresas.")
@@ -99,6 +105,45 @@ def test_lexical_evidence_separates_french_from_its_neighbours():
     votes = lexical_evidence("Voici le résultat du scrutin : Nombre de votants 270 Nombre de suffrages exprimés 268")
     assert votes.words == 12 and votes.french > 0.15
     assert lexical_evidence("(1848, 1844 : 2012.)").words == 0
+
+
+def plain_evidence(text: str) -> Evidence:
+    """The lexical test as its definition reads, one text and one word at a time."""
+    text = text.lower()
+    for mark in ',.;:!?()«»"-':
+        text = text.replace(mark, " ")
+    tokens = text.replace("\u2019", "' ").replace("'", "' ").split()
+    words = [t for t in tokens if not t.isdigit()]
+    if not words:
+        return Evidence(0, 0.0, 0.0, "und")
+    strong, weak = sum(t in FRENCH_STRONG for t in words), sum(t in FRENCH_WEAK for t in words)
+    foreign = Counter()
+    for t in words:
+        if t not in FRENCH_STRONG and t not in FRENCH_WEAK:
+            foreign.update([next((lang for lang, ws in FOREIGN_WORDS.items() if t in ws.split()), None)])
+    counts = [foreign[lang] for lang in FOREIGN_WORDS]
+    first, second = sorted(counts)[-2:][::-1]
+    guess = "und"
+    if first >= max(2, 0.15 * len(words)) and first >= 2 * second:
+        guess = list(FOREIGN_WORDS)[counts.index(first)]
+    return Evidence(len(words), (strong + 0.5 * weak - sum(counts)) / len(words), strong / len(words), guess)
+
+
+def test_lexical_evidence_of_a_batch_is_that_of_each_text_read_alone():
+    """The batch splits UTF-8 bytes; the definition splits str. Same words on every white space str.split knows,
+    both apostrophes, multi-byte punctuation, dotted capitals, texts that are empty or only breaks."""
+    rng = random.Random(7)
+    pieces = ["les", "DES", "L'État", "qu’il", "aujourd'hui", "Der", "the", "und", "și", "în", "12", "3,5", "²", "٣",
+              "İN", "ΑΣ.Β", "É", "œuvre", "日本", "\U0001F600", "''", "’’", "«", "»", "-", '"', "(", ")", "!", "?", ";",
+              ":", ".", ","] + list(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f"
+                                   "\u205f\u3000\u200b\ufeff")
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    texts += ["", " ", "’", "'", "1", FRENCH[0], ENGLISH_QUOTE, *DOUBTFUL]
+    assert lexical_evidences(texts) == [plain_evidence(text) for text in texts]
+    # l' état l' an: two strong French words, one English ("an"); the year is not a word
+    text = "L’État, l'an 2012."
+    assert lexical_evidence(text) == plain_evidence(text) == Evidence(4, 0.25, 0.5, "und")
+    assert lexical_evidences([]) == []
 
 
 # --- determinism --------------------------------------------------------------------------------------
