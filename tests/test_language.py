@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from langdetect.lang_detect_exception import LangDetectException
 
 from overton.corpus.config import ProfileLanguage
 from overton.corpus.schema import DOCUMENT_SCHEMA, text_sha256
@@ -24,13 +25,15 @@ from overton.pipelines.language import (
     Evidence,
     LangdetectDetector,
     LanguageFilter,
+    _langdetect_factory,
+    _sampling_detector_class,
     get_detector,
     lexical_evidence,
     lexical_evidences,
     windows,
 )
 from overton.pipelines.step import run_steps, to_work_batch, work_schema
-from tests.conftest import shared_file
+from tests.conftest import SHARED_DATA, shared_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,6 +165,31 @@ def test_detector_answers_depend_on_the_text_only():
     assert first == [LangdetectDetector(seed=0).detect(t) for t in texts]
     assert get_detector("langdetect") is get_detector("langdetect")  # profiles loaded once per process
     assert first[0].french > 0.5  # Latin: langdetect has no profile for it and says French ...
+
+
+def langdetect_probabilities(texts: list[str], detector_class=None) -> list:
+    """(language, probability) pairs of langdetect's own Detector, or of ``detector_class`` built the same way."""
+    factory = _langdetect_factory(0)
+    out = []
+    for text in texts:
+        detector = detector_class(factory) if detector_class else factory.create()
+        detector.set_max_text_length(len(text) + 1)
+        detector.append(text)
+        try:
+            out.append([(p.lang, p.prob) for p in detector.get_probabilities()])
+        except LangDetectException as error:
+            out.append(str(error))
+    return out
+
+
+def test_numpy_sampling_gives_langdetects_probabilities_to_the_last_bit():
+    """Same draws, same float operations in the same order: equal floats, not close ones, on every text."""
+    texts = DOUBTFUL + FRENCH + [ENGLISH_QUOTE, "", "1848", "日本語のテキスト", "Привет, как дела?", "x" * 3]
+    sentences = SHARED_DATA / "langid" / "sentences"
+    for code in ("en", "es", "it", "ca", "pt", "ro", "la", "de", "ga", "yo", "el", "ru", "vi", "zh", "ar"):
+        if (sentences / f"{code}.txt").is_file():  # real sentences where ../shared/data is present
+            texts += (sentences / f"{code}.txt").read_text(encoding="utf-8").splitlines()[:8]
+    assert langdetect_probabilities(texts, _sampling_detector_class()) == langdetect_probabilities(texts)
 
 
 def test_filter_results_are_identical_in_any_order_and_twice():

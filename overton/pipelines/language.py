@@ -258,6 +258,8 @@ class LangdetectDetector:
 
     Seeded: each call re-seeds the detector's own ``random.Random`` with ``seed`` before sampling, so the
     answer for a text never depends on earlier calls. Unseeded, langdetect answers differently run to run.
+    Its sampling loop runs on numpy rows (:func:`_sampling_detector_class`): the same probabilities, to the
+    last bit, in half the time.
     """
 
     name = "langdetect"
@@ -269,7 +271,7 @@ class LangdetectDetector:
     def detect(self, text: str) -> Detection:
         from langdetect.lang_detect_exception import LangDetectException
 
-        detector = self._factory.create()
+        detector = _sampling_detector_class()(self._factory)
         detector.set_max_text_length(len(text) + 1)  # callers bound the text; never cut it silently
         detector.append(text)
         try:
@@ -280,6 +282,60 @@ class LangdetectDetector:
             return Detection(UNDETERMINED, 0.0)
         language = probabilities[0].lang.split("-")[0]  # zh-cn, zh-tw -> zh
         return Detection(language, sum(p.prob for p in probabilities if p.lang == "fr"))
+
+
+@functools.cache
+def _sampling_detector_class() -> type:
+    """langdetect's ``Detector`` with its sampling loop on numpy rows: the same answers to the last bit.
+
+    langdetect multiplies 55 language probabilities by the profile of a randomly drawn n-gram, one float at
+    a time in Python, hundreds of times per trial and seven trials per call: most of a call's time on a
+    doubtful text. Here each draw is one numpy multiplication of a row. The draws are the same (the
+    detector's own seeded ``random.Random``, one ``choice`` per iteration), and so is every operation on
+    every float, in the same order: ``(weight + p) * prob`` element by element, the sum of the
+    normalisation in Python's left-to-right ``sum``, so the probabilities are bit for bit langdetect's.
+    """
+    from langdetect.detector import Detector
+    from langdetect.lang_detect_exception import ErrorCode, LangDetectException
+
+    class SamplingDetector(Detector):
+        def _detect_block(self):
+            self.cleaning_text()
+            ngrams = self._extract_ngrams()
+            if not ngrams:
+                raise LangDetectException(ErrorCode.CantDetectError, "No features in text.")
+            index, matrix = _langdetect_matrix(self.seed)
+            rows = [index[ngram] for ngram in ngrams]  # drawing a row here draws that n-gram in langdetect
+            distinct = np.unique(rows)
+            profiles = matrix[distinct]
+            rows = np.searchsorted(distinct, rows).tolist()
+            langprob = np.zeros(len(self.langlist))
+            self.random.seed(self.seed)
+            for _ in range(self.n_trial):
+                prob = np.full(len(self.langlist), 1.0 / len(self.langlist))
+                alpha = self.alpha + self.random.gauss(0.0, 1.0) * self.ALPHA_WIDTH
+                factors = alpha / self.BASE_FREQ + profiles
+                i = 0
+                while True:
+                    prob *= factors[self.random.choice(rows)]
+                    if i % 5 == 0:
+                        prob /= sum(prob.tolist())
+                        if prob.max() > self.CONV_THRESHOLD or i >= self.ITERATION_LIMIT:
+                            break
+                    i += 1
+                langprob += prob / self.n_trial
+            self.langprob = langprob.tolist()
+
+    return SamplingDetector
+
+
+@functools.cache
+def _langdetect_matrix(seed: int) -> tuple[dict[str, int], np.ndarray]:
+    """The factory's n-gram profiles as one float64 matrix (about 40 MB) and the row of each n-gram, built on
+    the first detector call of a process (0.3 s): converting a call's rows from Python lists would cost
+    more than the sampling saves."""
+    profiles = _langdetect_factory(seed).word_lang_prob_map
+    return {ngram: row for row, ngram in enumerate(profiles)}, np.array(list(profiles.values()), np.float64)
 
 
 @functools.cache
