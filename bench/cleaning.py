@@ -20,9 +20,12 @@ thread pool set to 1): wall and CPU time of its work only, the corpus already in
 peak RSS of the subprocess (its own ``VmHWM``, and its process tree sampled with psutil every 20 ms), and
 "work" memory = peak minus the RSS once the corpus is loaded and the tool imported:
 
-1. overton: the build's near-dedup step with the default settings: signatures (14 bands x 8 rows, 5-grams) in
-   ~8 MB batches, then ``NearDedup.index`` (candidates verified at threshold 0.8 minus margin 0.04); an
-   injected pair is found when both documents end in one cluster.
+1. overton: the build's near-dedup step with the default settings: signatures (20 bands x 5 rows, 5-grams) in
+   ~8 MB batches, then ``NearDedup.index`` (candidates verified by the true Jaccard of their texts' shingle
+   sets, >= 0.8); an injected pair is found when both documents end in one cluster. The same at
+   ``threshold = 0.7`` (``overton-0.7``), in ``mode = "fineweb"`` (14 x 8, unverified: ``overton-fineweb``), and
+   on half of the corpus (``overton-half``, half of the injected pairs): its memory and the whole corpus's give
+   the memory per document, extrapolated to the seed's 2 GB corpus and to 1 TB of text.
 2. datasketch the usual way: ``MinHash(num_perm=128)``, ``m.update(shingle.encode())`` per 5-gram string,
    ``MinHashLSH(threshold=0.8, num_perm=128)``, ``insert`` then ``query`` per document, clusters by union-find
    over the query results (candidates are not verified: that is how it is used).
@@ -35,7 +38,8 @@ peak RSS of the subprocess (its own ``VmHWM``, and its process tree sampled with
 
 Clustered pairs that are not injected pairs are checked against their true Jaccard: >= 0.7 between two real
 documents is a genuine near-duplicate of the real text, >= 0.7 involving a variant is "derived" (a variant of a
-document that has a genuine near-duplicate), anything below 0.7 is a false positive.
+document that has a genuine near-duplicate), anything below 0.7 is a false positive. Every clustered pair
+(injected or not, joined directly or through a chain) below the tool's threshold minus 0.05 is counted.
 
 5. Per-step throughput of ``document_steps(parameters(Config()))`` (whatever steps the build has), then the
    MinHash signatures and the near-dedup index, on the same documents in ~8 MB batches; and
@@ -80,9 +84,12 @@ MIN_WORDS = 300  # originals of injected pairs have at least this many words
 BATCH_BYTES = 8 * MB  # like the ingest's row groups
 SEED = 20261126
 TARGET_MB_S = 2.0  # end to end, per core
-TOOLS = ("overton", "datasketch-usual", "datasketch-bulk", "datatrove")
+#: overton's rows: [near_dedup] settings of each (the defaults but for these), and the share of the corpus it gets
+OVERTON = {"overton": ({}, 1.0), "overton-0.7": ({"threshold": 0.7}, 1.0),
+           "overton-fineweb": ({"mode": "fineweb"}, 1.0), "overton-half": ({}, 0.5)}
+TOOLS = (*OVERTON, "datasketch-usual", "datasketch-bulk", "datatrove")
 TOOL_MODULES = {
-    "overton": ("overton.pipelines.dedup_near",),
+    **{tool: ("overton.pipelines.dedup_near",) for tool in OVERTON},
     "datasketch-usual": ("datasketch",),
     "datasketch-bulk": ("datasketch", "xxhash"),
     "datatrove": ("datatrove.executor", "datatrove.pipeline.dedup.minhash", "loguru"),
@@ -387,24 +394,31 @@ class UnionFind:
         return {x: self.find(x) for x in members}
 
 
-def tool_overton(ids, sources, texts, clock: Clock) -> dict[str, Any]:
+def near_settings(tool: str):
+    from overton.corpus.config import NearDedupConfig
+
+    return NearDedupConfig(**OVERTON[tool][0])
+
+
+def tool_overton(ids, sources, texts, clock: Clock, tool: str) -> dict[str, Any]:
     import numpy as np
 
     from overton.corpus.config import Config
     from overton.pipelines.build import near_dedup_step, parameters
-    from overton.pipelines.dedup_near import Candidates
+    from overton.pipelines.dedup_near import Candidates, in_memory
 
     clock.start()
-    step = near_dedup_step(parameters(Config()))
+    step = near_dedup_step(parameters(Config(near_dedup=near_settings(tool))))
     params = step.hasher.params
     signatures = np.concatenate([step.hasher.signatures(texts[a:b]) for a, b in _batches(texts)])
     clock.stop("signatures")
-    step.index(Candidates(ids, signatures, sources, [None] * len(ids)), Candidates.empty(params.num_perm))
+    step.index(Candidates(ids, signatures, sources, [None] * len(ids), texts=in_memory(texts)),
+               Candidates.empty(params.num_perm))
     clock.stop("index")
     labels = {doc_id: kept for doc_id, (kept, _, _) in step._decisions.items()}
     assert all(step.is_kept(kept) for kept in labels.values())
-    return {"labels": labels, "stats": dict(step.stats),
-            "params": f"{params.bands}x{params.rows}, 5-grams, verified >= {step.threshold:.2f}"}
+    check = f"true Jaccard >= {step.threshold:.2f}" if step.verify else "unverified (fineweb)"
+    return {"labels": labels, "stats": dict(step.stats), "params": f"{params.bands}x{params.rows}, 5-grams, {check}"}
 
 
 def tool_datasketch_usual(ids, sources, texts, clock: Clock) -> dict[str, Any]:
@@ -542,8 +556,8 @@ def run_tool(tool: str, corpus: Path, out: Path) -> None:
     _marks()  # built once per process, before any clock starts
     loaded_rss = psutil.Process().memory_info().rss if psutil else 0
     clock = Clock()
-    if tool == "overton":
-        result = tool_overton(ids, sources, texts, clock)
+    if tool in OVERTON:
+        result = tool_overton(ids, sources, texts, clock, tool)
     elif tool == "datasketch-usual":
         result = tool_datasketch_usual(ids, sources, texts, clock)
     elif tool == "datasketch-bulk":
@@ -569,7 +583,7 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     from overton.corpus.config import BUILTIN_PROFILES, Config
     from overton.corpus.schema import documents_to_batch, text_sha256
     from overton.pipelines.build import WORK_SCHEMA, document_steps, near_dedup_step, parameters
-    from overton.pipelines.dedup_near import Candidates
+    from overton.pipelines.dedup_near import Candidates, in_memory
     from overton.pipelines.step import set_column, to_work_batch
 
     # every source judged by its profile, but with PII on, to measure its cost
@@ -582,7 +596,7 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     bytes_in = Counter()
     docs_in = Counter()
     rejected = Counter()
-    live_ids, live_sources, signatures = [], [], []
+    live_ids, live_sources, live_texts, signatures = [], [], [], []
     for a, b in _batches(texts):
         rows = [{"id": i, "source": s, "text": t, "content_sha256": text_sha256(t)}
                 for i, s, t in zip(ids[a:b], sources[a:b], texts[a:b], strict=True)]
@@ -605,11 +619,12 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
         clock.stop("minhash_signatures")
         live_ids += batch.column("id").to_pylist()
         live_sources += batch.column("source").to_pylist()
+        live_texts += live
     docs_in["near_dedup_index"] = len(live_ids)
     bytes_in["near_dedup_index"] = bytes_in["minhash_signatures"]
     clock.start()
-    near.index(Candidates(live_ids, np.concatenate(signatures), live_sources, [None] * len(live_ids)),
-               Candidates.empty(near.hasher.params.num_perm))
+    near.index(Candidates(live_ids, np.concatenate(signatures), live_sources, [None] * len(live_ids),
+                          texts=in_memory(live_texts)), Candidates.empty(near.hasher.params.num_perm))
     clock.stop("near_dedup_index")
     rejected["near_dedup_index"] = sum(1 for doc_id in live_ids if not near.is_kept(doc_id))
     return {"order": order, "bytes_in": dict(bytes_in), "docs_in": dict(docs_in), "rejected": dict(rejected)}
@@ -619,8 +634,9 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
 
 
 def evaluate(labels: dict[str, Any], pairs: list[dict[str, Any]], sets: dict[str, Any],
-             variants: set[str]) -> dict[str, Any]:
-    """Recall of the injected pairs per band and edit kind; clustered pairs split by their true Jaccard."""
+             variants: set[str], threshold: float = 0.8) -> dict[str, Any]:
+    """Recall of the injected pairs per band and edit kind; clustered pairs split by their true Jaccard, and
+    those below ``threshold - 0.05`` counted (injected or not, joined directly or through a chain)."""
     found = {name: [0, 0] for name in [*BAND_NAMES, "<0.5"]}
     by_kind: dict[str, dict[str, list[int]]] = {}
     injected = set()
@@ -632,6 +648,7 @@ def evaluate(labels: dict[str, Any], pairs: list[dict[str, Any]], sets: dict[str
         cell[0] += hit
         cell[1] += 1
         injected.add((p["original"], p["variant"]))
+    truth = {(p["original"], p["variant"]): p["jaccard"] for p in pairs}
     clusters: dict[Any, list[str]] = {}
     for doc_id, label in labels.items():
         clusters.setdefault(label, []).append(doc_id)
@@ -642,10 +659,12 @@ def evaluate(labels: dict[str, Any], pairs: list[dict[str, Any]], sets: dict[str
         counts["largest_cluster"] = max(counts["largest_cluster"], len(members))
         for a, b in combinations(sorted(members), 2):
             counts["clustered_pairs"] += 1
+            j = truth.get((a, b), truth.get((b, a)))
+            j = jaccard(sets[a], sets[b]) if j is None else j
+            counts["below_threshold"] += j < threshold - 0.05
             if (a, b) in injected or (b, a) in injected:
                 counts["injected"] += 1
                 continue
-            j = jaccard(sets[a], sets[b])
             if j >= GENUINE and a not in variants and b not in variants:
                 counts["genuine"] += 1
                 genuine.append((a, b, round(j, 4)))
@@ -666,14 +685,20 @@ def evaluate(labels: dict[str, Any], pairs: list[dict[str, Any]], sets: dict[str
                                   "derived", "false_positives", "false_positives_direct",
                                   "false_positives_chained")},
         "precision": round(1 - counts["false_positives"] / pairs_total, 4) if pairs_total else None,
+        "threshold": threshold,
+        "below_threshold": counts["below_threshold"],  # clustered pairs at a true Jaccard < threshold - 0.05
         "genuine_pairs": sorted(genuine)[:50],
         "false_positive_pairs": sorted(false_positives, key=lambda x: -x[2])[:50],
         "false_positive_max_jaccard": max((j for *_, j in false_positives), default=None),
     }
 
 
-def found_probability(j: float, bands: int, rows: int, verify: float | None = None) -> float:
-    """P(an ideal MinHash pair at Jaccard ``j`` shares a band [and has >= ``verify`` equal slots])."""
+def found_probability(j: float, bands: int, rows: int, verify: float | None = None,
+                      exact: float | None = None) -> float:
+    """P(an ideal MinHash pair at Jaccard ``j`` shares a band [and has >= ``verify`` equal slots] [and ``j`` is at
+    least ``exact``: verified by the true Jaccard])."""
+    if exact is not None and j < exact:
+        return 0.0
     need = math.ceil(verify * bands * rows - 1e-9) if verify is not None else 0
     per_band = [math.comb(rows, k) * j ** k * (1 - j) ** (rows - k) for k in range(rows + 1)]
     states = {(0, False): 1.0}  # (equal slots so far, some band all equal) -> probability
@@ -687,12 +712,14 @@ def found_probability(j: float, bands: int, rows: int, verify: float | None = No
     return sum(p for (equal, hit), p in states.items() if hit and equal >= need)
 
 
-def theory(pairs: list[dict[str, Any]], bands: int, rows: int, verify: float | None) -> dict[str, float | None]:
+def theory(pairs: list[dict[str, Any]], bands: int, rows: int, verify: float | None,
+           exact: float | None = None) -> dict[str, float | None]:
     """Expected recall per band of an ideal MinHash LSH, from the true Jaccard of each injected pair."""
     out = {}
     for name in BAND_NAMES:
         js = [p["jaccard"] for p in pairs if p["band"] == name]
-        out[name] = round(sum(found_probability(j, bands, rows, verify) for j in js) / len(js), 4) if js else None
+        out[name] = (round(sum(found_probability(j, bands, rows, verify, exact) for j in js) / len(js), 4)
+                     if js else None)
     return out
 
 
@@ -759,12 +786,43 @@ def end_to_end(tmp: Path, docs: list[Doc], mb: float, warnings: list[str]) -> li
     return rows
 
 
+def memory_rows(tools: list[dict[str, Any]], corpus: dict[str, Any]) -> dict[str, Any] | None:
+    """overton's near-dedup work memory at half and all of the corpus, and per document: the slope between the
+    two, or where the fixed cost of the ~8 MB batches hides it, what each document holds by construction (its
+    signature and band keys, and the shingle sets of candidates' documents, 4 bytes a shingle, at this corpus's
+    share of documents in candidate pairs), extrapolated linearly to the seed's 2 GB corpus and to 1 TB of text
+    at this corpus's mean document size."""
+    half = next((t for t in tools if t["tool"] == "overton-half"), None)
+    whole = next((t for t in tools if t["tool"] == "overton"), None)
+    if not (half and whole) or whole["docs"] == half["docs"]:
+        return None
+    from overton.corpus.config import NearDedupConfig
+
+    near = NearDedupConfig()
+    floor = near.bands * near.rows * 4 + near.bands * 8 + 4 * whole["stats"].get("shingles_held", 0) / whole["docs"]
+    slope = (whole["work_rss_mb"] - half["work_rss_mb"]) * MB / (whole["docs"] - half["docs"])
+    per_doc = max(slope, floor)
+    mean_doc = whole["mb"] * MB / whole["docs"]
+    rows = [{"corpus": name, "docs": t["docs"], "mb": t["mb"], "work_rss_mb": t["work_rss_mb"],
+             "kb_per_doc": round(t["work_rss_mb"] * MB / t["docs"] / 1000, 2), "extrapolated": False}
+            for name, t in (("half", half), ("whole", whole))]
+    for name, size in (("seed corpus, 2 GB", 2e9), ("1 TB", 1e12)):
+        docs = size / mean_doc
+        work = whole["work_rss_mb"] + per_doc * (docs - whole["docs"]) / MB
+        rows.append({"corpus": name, "docs": round(docs), "mb": round(size / MB), "work_rss_mb": round(work, 1),
+                     "kb_per_doc": round(work * MB / docs / 1000, 2), "extrapolated": True})
+    return {"slope_bytes_per_doc": round(slope), "floor_bytes_per_doc": round(floor), "bytes_per_doc": round(per_doc),
+            "candidate_share": round(whole["stats"].get("texts_read", 0) / whole["docs"], 3),
+            "mean_doc_bytes": round(mean_doc), "rows": rows}
+
+
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.0f} %"
 
 
 def markdown(corpus: dict[str, Any], tools: list[dict[str, Any]], theories: list[dict[str, Any]],
-             ratio_rows: list[dict[str, Any]], steps: list[dict[str, Any]], e2e: list[dict[str, Any]]) -> str:
+             ratio_rows: list[dict[str, Any]], steps: list[dict[str, Any]], e2e: list[dict[str, Any]],
+             memory: dict[str, Any] | None = None) -> str:
     out = ["| documents | real | injected variants | MB | pairs per band (true Jaccard) |", "|--:|--:|--:|--:|---|",
            f"| {corpus['documents']} | {corpus['real_documents']} | {corpus['variants']} | {corpus['mb']:.1f} | "
            + ", ".join(f"{k}: {v}" for k, v in corpus["pairs_per_band"].items()) + " |", ""]
@@ -780,12 +838,24 @@ def markdown(corpus: dict[str, Any], tools: list[dict[str, Any]], theories: list
         recall = " | ".join(_pct(m["recall"].get(b)) for b in BAND_NAMES)
         out.append(f"| *theory: {m['model']}* | | | | | | | | | {recall} |")
     out += ["", "| tool | clusters | largest | clustered pairs | injected | genuine | derived | false pos. "
-            "(direct / chained) | precision |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+            "(direct / chained) | precision | pairs < threshold - 0.05 |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for t in tools:
         e = t["eval"]
         out.append(f"| {t['tool']} | {e['clusters']} | {e['largest_cluster']} | {e['clustered_pairs']} | "
                    f"{e['injected']} | {e['genuine']} | {e['derived']} | {e['false_positives']} "
-                   f"({e['false_positives_direct']} / {e['false_positives_chained']}) | {_pct(e['precision'])} |")
+                   f"({e['false_positives_direct']} / {e['false_positives_chained']}) | {_pct(e['precision'])} | "
+                   f"{e['below_threshold']} (< {e['threshold'] - 0.05:.2f}) |")
+    if memory:
+        out += ["", "| overton near-dedup memory | docs | MB of text | work MB | KB per doc |",
+                "|---|--:|--:|--:|--:|"]
+        for r in memory["rows"]:
+            mark = " (extrapolated)" if r["extrapolated"] else ""
+            out.append(f"| {r['corpus']}{mark} | {r['docs']} | {r['mb']:.0f} | {r['work_rss_mb']:.0f} | "
+                       f"{r['kb_per_doc']:.2f} |")
+        out.append(f"\nper document: {memory['slope_bytes_per_doc']} bytes between half and whole; held by "
+                   f"construction {memory['floor_bytes_per_doc']} (signature, band keys, and the shingle sets of the "
+                   f"{memory['candidate_share']:.0%} of documents in candidate pairs); extrapolated with "
+                   f"{memory['bytes_per_doc']} bytes a document of {memory['mean_doc_bytes']} bytes")
     if ratio_rows:
         out += ["", f"| overton / other | speed | {head} |", "|---|--:|" + "--:|" * len(BAND_NAMES)]
         for r in ratio_rows:
@@ -876,11 +946,22 @@ def main(argv: list[str] | None = None) -> int:
     from overton.corpus.config import Config
 
     near = Config().near_dedup
-    verify = round(near.threshold - near.margin, 4)
-    theories = [{"model": f"ideal MinHash, 14 x 8, verified >= {verify} (overton)",
-                 "recall": theory(pairs, 14, 8, verify)},
-                {"model": "ideal MinHash, 14 x 8, unverified", "recall": theory(pairs, 14, 8, None)}]
+    theories = [{"model": f"ideal MinHash, {near.bands} x {near.rows}, true Jaccard >= {t} (overton)",
+                 "recall": theory(pairs, near.bands, near.rows, None, exact=t)} for t in (0.8, 0.7)]
+    theories.append({"model": "ideal MinHash, 14 x 8, unverified (fineweb)", "recall": theory(pairs, 14, 8, None)})
     variant_ids = {d.id for d in variants}
+
+    def subset(fraction: float, name: str) -> tuple[Path, list[dict[str, Any]]]:
+        """A share of the documents with the same share of the injected pairs (both documents of each)."""
+        draw = random.Random(2)
+        keep_pairs = [p for p in pairs if draw.random() < fraction]
+        in_pairs = {p["original"] for p in pairs} | variant_ids
+        wanted = {p["original"] for p in keep_pairs} | {p["variant"] for p in keep_pairs}
+        chosen = [d for d in docs if d.id in wanted or (d.id not in in_pairs and draw.random() < fraction)]
+        path = tmp / f"corpus-{name}.jsonl"
+        write_corpus(path, chosen)
+        return path, keep_pairs
+
     try:
         corpus_path = tmp / "corpus.jsonl"
         write_corpus(corpus_path, docs)
@@ -891,16 +972,10 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.append(f"{tool} skipped: {why}")
                 continue
             path, subset_pairs = corpus_path, pairs
-            if tool == "datasketch-usual" and args.usual_fraction < 1:
-                subset = random.Random(2)
-                keep_pairs = [p for p in pairs if subset.random() < args.usual_fraction]
-                in_pairs = {p["original"] for p in pairs} | variant_ids
-                wanted = {p["original"] for p in keep_pairs} | {p["variant"] for p in keep_pairs}
-                chosen = [d for d in docs if d.id in wanted or (d.id not in in_pairs
-                                                                and subset.random() < args.usual_fraction)]
-                path = tmp / "corpus-usual.jsonl"
-                write_corpus(path, chosen)
-                subset_pairs = keep_pairs
+            fraction = args.usual_fraction if tool == "datasketch-usual" else OVERTON.get(tool, ({}, 1.0))[1]
+            if fraction < 1:
+                path, subset_pairs = subset(fraction, tool)
+            threshold = near_settings(tool).threshold if tool in OVERTON else 0.8
             timing, result, measured = run_subprocess(tool, path, tmp)
             seconds = sum(timing["wall"].values())
             row = {"tool": tool, "params": result.get("params"), "note": result.get("note"),
@@ -910,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
                    "phases": {k: round(v, 3) for k, v in timing["wall"].items()},
                    "peak_rss_mb": round(max(measured.peak_rss, timing["peak_rss"]) / MB, 1),
                    "loaded_rss_mb": round(timing["loaded_rss"] / MB, 1),
-                   "eval": evaluate(result["labels"], subset_pairs, sets, variant_ids)}
+                   "eval": evaluate(result["labels"], subset_pairs, sets, variant_ids, threshold)}
             row["work_rss_mb"] = round(row["peak_rss_mb"] - row["loaded_rss_mb"], 1)
             if tool == "datasketch-usual":
                 b, r = result["bands_rows"]
@@ -918,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "recall": theory(pairs, b, r, None)})
             print(f"  {tool}: {seconds:.2f} s, recall {row['eval']['recall']}", file=sys.stderr)
             tools.append(row)
-            if tool == "overton":
+            if tool in OVERTON:
                 row["stats"] = result["stats"]
                 row["rejected_near_duplicate"] = sum(1 for d, kept in result["labels"].items() if d != kept)
             if tool == "datasketch-bulk":
@@ -955,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_rows = []
     ours = next((t for t in tools if t["tool"] == "overton"), None)
     for t in tools:
-        if ours is None or t is ours:
+        if ours is None or t["tool"] in OVERTON:
             continue
         recall = {b: (round(ours["eval"]["recall"][b] / t["eval"]["recall"][b], 3)
                       if t["eval"]["recall"].get(b) and ours["eval"]["recall"].get(b) is not None else None)
@@ -964,7 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
     near = [s for s in e2e if s["stage"].startswith("build")]
     if ours and near and near[0].get("reasons", {}).get("near_duplicate", 0) != ours["rejected_near_duplicate"]:
         warnings.append("the build rejected a different number of near-duplicates than the in-process overton run")
-    print(markdown(corpus, tools, theories, ratio_rows, steps, e2e))
+    memory = memory_rows(tools, corpus)
+    print(markdown(corpus, tools, theories, ratio_rows, steps, e2e, memory))
     for warning in warnings:
         print(f"WARNING: {warning}")
     versions = {}
@@ -977,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         "tools": tools,
         "theory": theories,
         "ratios": ratio_rows,
+        "memory": memory,
         "steps": steps,
         "end_to_end": e2e,
         "end_to_end_target_mb_per_s_per_core": TARGET_MB_S,

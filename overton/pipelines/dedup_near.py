@@ -180,6 +180,7 @@ class NearDedup(Step):
             self.stats["texts_read"] += len(docs)
             self.stats["texts_read_published"] += int((docs < len(old.ids)).sum())
             sets = ShingleSets(self.hasher, docs, old, new)
+            self.stats["shingles_held"] += len(sets.values)  # 4 bytes each, at once
             similarity: Callable[[np.ndarray], np.ndarray] = sets.jaccard
             pairs = pairs[similarity(pairs) >= self.threshold]
         else:  # every candidate pair is merged
