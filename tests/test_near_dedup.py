@@ -7,7 +7,9 @@ import json
 import os
 import random
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from overton.pipelines.dedup_near import Candidates, NearDedup, in_memory
 from overton.pipelines.minhash import MinHasher, MinHashParams, estimated_jaccard, fold_words
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, write_jsonl
+from tests.test_build import _build_command, _clone, _kill_when, _tree
 
 _RNG = random.Random(11)
 VOCABULARY = ["".join(_RNG.choice("abcdefghijklmnopqrstuvwxyzéèàç") for _ in range(_RNG.randint(2, 10)))
@@ -229,3 +232,37 @@ def test_fineweb_mode_merges_every_candidate_on_its_estimate():
     assert merged and step._decisions["b"] == ("a", 2, pytest.approx(estimate))
     assert "texts_read" not in step.stats  # no text is read
     assert not _merged(NearDedupConfig(), texts)[1]  # verified, its true Jaccard is below 0.8
+
+
+def test_a_killed_build_on_a_parent_reruns_to_the_bytes_of_an_uninterrupted_one(workspace: Workspace,
+                                                                                tmp_path: Path):
+    """Near copies of the parent's documents and of one another, verified from their texts: SIGKILL in the
+    finalizer, rerun, and the version is byte-identical to an uninterrupted build's."""
+    rng = random.Random(12)
+    old = [{"id": f"old{i:03d}", "text": french_text(rng, 400)} for i in range(120)]
+    write_jsonl(workspace.root.parent / "old.jsonl", old)
+    ingest(workspace, [workspace.root.parent / "old.jsonl"], "speeches")
+    build(workspace, jobs=1, progress=False)
+
+    def variant(text: str) -> str:
+        words = text.split()
+        return " ".join(words[:-12] + french_text(rng, 12).split())
+
+    fresh = [french_text(rng, 400) for _ in range(40)]
+    new = ([{"id": f"copy{i:03d}", "text": variant(old[i]["text"])} for i in range(0, 120, 6)]
+           + [{"id": f"new{i:03d}", "text": text} for i, text in enumerate(fresh)]
+           + [{"id": f"twin{i:03d}", "text": variant(fresh[i])} for i in range(0, 40, 4)])
+    write_jsonl(workspace.root.parent / "new.jsonl", new)
+    ingest(workspace, [workspace.root.parent / "new.jsonl"], "speeches")
+    reference = _clone(workspace, tmp_path / "reference")
+    expected = build(reference, jobs=2, progress=False).version
+    stats = expected.manifest["steps"]["near_dedup"]
+    assert stats["texts_read_published"] == 20 and stats["rejected_near_duplicate"] == 30
+
+    version = workspace.datasets / "overton" / "v0002"
+    killed = [name for name, ready in [("finalizing", version.exists), ("writing", (version / "rejected").exists)]
+              if _kill_when(workspace, ready)]
+    assert killed and not (version / "manifest.json").exists()
+    done = subprocess.run(_build_command(workspace), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _tree(version) == _tree(expected.path)
