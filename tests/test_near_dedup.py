@@ -17,6 +17,7 @@ from datasketch import MinHash
 
 from overton.corpus.config import Config, NearDedupConfig
 from overton.corpus.workspace import Workspace
+from overton.pipelines import dedup_near
 from overton.pipelines.build import build, near_dedup_step, parameters
 from overton.pipelines.dedup_near import Candidates, NearDedup, in_memory
 from overton.pipelines.minhash import MinHasher, MinHashParams, estimated_jaccard, fold_words
@@ -102,6 +103,23 @@ def test_known_clusters_are_found_and_one_kept_by_the_rule():
             assert recorded == pytest.approx(truth, abs=1e-12)
             checked += 1
     assert checked > 20
+
+
+def test_verifying_a_few_documents_at_a_time_decides_the_same(monkeypatch):
+    ids, texts, _, published = _clusters(seed=6, count=60)
+
+    def decide() -> NearDedup:
+        step = NearDedup(MinHashParams(), threshold=0.8)
+        step.index(Candidates(ids, step.hasher.signatures(texts), ["web"] * len(ids), [published[i] for i in ids],
+                              texts=in_memory(texts)), Candidates.empty(100))
+        return step
+
+    whole = decide()
+    monkeypatch.setattr(dedup_near, "DOCS_PER_GROUP", 7)
+    grouped = decide()
+    assert grouped._decisions == whole._decisions and len(whole._decisions) > 100
+    assert grouped.stats["texts_read"] > whole.stats["texts_read"]  # a group is read again for each partner group
+    assert grouped.stats["shingles_held"] * 5 < whole.stats["shingles_held"]
 
 
 def test_unrelated_documents_are_never_paired():

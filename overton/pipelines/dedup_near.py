@@ -17,8 +17,9 @@ rejected as ``near_duplicate`` with ``duplicate_of`` and ``jaccard``, their true
 document (the estimate when unverified).
 
 Memory: 400 bytes of signature plus the band keys per document; the shingle sets (4 bytes per
-distinct shingle) of the documents in candidate pairs only; the decision table holds only the
-documents that belong to a cluster of two or more.
+distinct shingle) of the documents in candidate pairs only, read in groups of ``DOCS_PER_GROUP``
+documents, two groups at a time; the decision table holds only the documents that belong to a
+cluster of two or more. Candidates still come from band keys in memory, not from band files.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from overton.pipelines.step import Step, set_column
 
 _VERIFY_CHUNK = 1 << 16  # candidate pairs per block when comparing signatures
 _SHINGLES_PER_BLOCK = 1 << 24  # shingles of the pairs compared at once: 128 MB of uint64 keys
+DOCS_PER_GROUP = 1 << 16  # documents whose shingle sets are read together (two groups are held at a time)
 _TEXTS_PER_BATCH = 512
 INDEX_FILE = "near_dedup.parquet"
 
@@ -129,23 +131,24 @@ class ShingleSets:
         starts = np.repeat(self.offsets[rows] - (np.cumsum(sizes) - sizes), sizes)
         return self.values[starts + np.arange(int(sizes.sum()))], sizes
 
-    def jaccard(self, pairs: np.ndarray) -> np.ndarray:
-        """True Jaccard of each (k, 2) pair of positions: shared shingles over distinct shingles of the two."""
-        rows = np.searchsorted(self.docs, pairs)
-        cost = np.cumsum(self.lengths[rows].sum(axis=1))
+    def jaccard(self, pairs: np.ndarray, other: ShingleSets) -> np.ndarray:
+        """True Jaccard of each (k, 2) pair of positions, the first of ``self``'s documents and the second of
+        ``other``'s: shared shingles over distinct shingles of the two."""
+        rows = np.stack([np.searchsorted(self.docs, pairs[:, 0]), np.searchsorted(other.docs, pairs[:, 1])], axis=1)
+        cost = np.cumsum(self.lengths[rows[:, 0]] + other.lengths[rows[:, 1]])
         result = np.empty(len(pairs))
         start = 0
         while start < len(pairs):
             done = cost[start - 1] if start else 0
             stop = max(start + 1, int(np.searchsorted(cost, done + _SHINGLES_PER_BLOCK, side="right")))
-            result[start:stop] = self._block(rows[start:stop])
+            result[start:stop] = self._block(rows[start:stop], other)
             start = stop
         return result
 
-    def _block(self, rows: np.ndarray) -> np.ndarray:
+    def _block(self, rows: np.ndarray, other: ShingleSets) -> np.ndarray:
         """Each set is distinct already, so a (pair, shingle) key seen twice is one shared shingle. The keys of
         either side are sorted already: a stable sort (timsort) merges the two runs in linear time."""
-        (a, size_a), (b, size_b) = self._gather(rows[:, 0]), self._gather(rows[:, 1])
+        (a, size_a), (b, size_b) = self._gather(rows[:, 0]), other._gather(rows[:, 1])
         pair = np.arange(len(rows), dtype=np.uint64)
         keys = np.concatenate([(np.repeat(pair, size_a) << np.uint64(32)) | a.astype(np.uint64),
                                (np.repeat(pair, size_b) << np.uint64(32)) | b.astype(np.uint64)])
@@ -176,16 +179,14 @@ class NearDedup(Step):
         pairs = self._candidate_pairs(signatures)
         self.stats["candidate_pairs"] += len(pairs)
         if self.verify:
-            docs = np.unique(pairs)
-            self.stats["texts_read"] += len(docs)
-            self.stats["texts_read_published"] += int((docs < len(old.ids)).sum())
-            sets = ShingleSets(self.hasher, docs, old, new)
-            self.stats["shingles_held"] += len(sets.values)  # 4 bytes each, at once
-            similarity: Callable[[np.ndarray], np.ndarray] = sets.jaccard
-            pairs = pairs[similarity(pairs) >= self.threshold]
+            similarity: Callable[[np.ndarray], np.ndarray] = functools.partial(self._true_jaccard, old=old, new=new)
+            scores = similarity(pairs)
+            pairs, scores = pairs[scores >= self.threshold], scores[scores >= self.threshold]
         else:  # every candidate pair is merged
             similarity = functools.partial(self._estimate, signatures)
+            scores = similarity(pairs)
         self.stats["verified_pairs"] += len(pairs)
+        known = dict(zip(map(tuple, pairs.tolist()), scores.tolist(), strict=True))
         n = len(signatures)
         graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
@@ -199,10 +200,37 @@ class NearDedup(Step):
         for docs in members.values():
             kept = min(docs, key=lambda d: self._rank(d, n_old, new))
             decided += [(doc, kept, len(docs)) for doc in docs if doc >= n_old]
-        scores = similarity(np.array([[min(d, k), max(d, k)] for d, k, _ in decided], np.int64).reshape(-1, 2))
-        for (doc, kept, size), score in zip(decided, scores, strict=True):
-            self._decisions[ids[doc]] = (ids[kept], size, 1.0 if doc == kept else float(score))
+        chained = sorted({(min(d, k), max(d, k)) for d, k, _ in decided if d != k} - known.keys())
+        if chained:  # joined to the kept document through others: their own Jaccard is computed now
+            known.update(zip(chained, similarity(np.array(chained, np.int64)).tolist(), strict=True))
+        for doc, kept, size in decided:
+            self._decisions[ids[doc]] = (ids[kept], size, 1.0 if doc == kept else known[min(doc, kept), max(doc, kept)])
         self.stats["clusters"] += len(members)
+
+    def _true_jaccard(self, pairs: np.ndarray, old: Candidates, new: Candidates) -> np.ndarray:
+        """The true Jaccard of each pair (first < second), from the texts of its documents: those are split into
+        groups of ``DOCS_PER_GROUP`` and the shingle sets of at most two groups are held at a time (one more read
+        of the texts for each pair of groups that has pairs; one read in all below that many documents)."""
+        docs = np.unique(pairs)
+        group = np.searchsorted(docs, pairs) // DOCS_PER_GROUP
+        result = np.empty(len(pairs))
+
+        def sets(index: int) -> ShingleSets:
+            chosen = docs[index * DOCS_PER_GROUP:(index + 1) * DOCS_PER_GROUP]
+            self.stats["texts_read"] += len(chosen)
+            self.stats["texts_read_published"] += int((chosen < len(old.ids)).sum())
+            return ShingleSets(self.hasher, chosen, old, new)
+
+        for first in np.unique(group[:, 0]).tolist():
+            held = sets(first)
+            firsts = group[:, 0] == first
+            for second in np.unique(group[firsts, 1]).tolist():
+                other = held if second == first else sets(second)
+                at_once = len(held.values) + (0 if other is held else len(other.values))  # 4 bytes each
+                self.stats["shingles_held"] = max(self.stats["shingles_held"], at_once)
+                chosen = np.flatnonzero(firsts & (group[:, 1] == second))
+                result[chosen] = held.jaccard(pairs[chosen], other)
+        return result
 
     def _rank(self, doc: int, n_old: int, new: Candidates) -> tuple:
         if doc < n_old:
