@@ -787,33 +787,41 @@ def end_to_end(tmp: Path, docs: list[Doc], mb: float, warnings: list[str]) -> li
 
 
 def memory_rows(tools: list[dict[str, Any]], corpus: dict[str, Any]) -> dict[str, Any] | None:
-    """overton's near-dedup work memory at half and all of the corpus, and per document: the slope between the
-    two, or where the fixed cost of the ~8 MB batches hides it, what each document holds by construction (its
-    signature and band keys, and the shingle sets of candidates' documents, 4 bytes a shingle, at this corpus's
-    share of documents in candidate pairs), extrapolated linearly to the seed's 2 GB corpus and to 1 TB of text
-    at this corpus's mean document size."""
+    """overton's near-dedup work memory at half and all of the corpus, and a linear model of it: a fixed part
+    (the ~8 MB batches being hashed), the 560 bytes of signature and band keys of every document, and the shingle
+    sets of the documents in candidate pairs (this corpus's share of them, at its shingles per document), of
+    which at most two groups of ``DOCS_PER_GROUP`` are held at once. Extrapolated to the seed's 2 GB corpus and
+    to 1 TB of text at this corpus's mean document size."""
     half = next((t for t in tools if t["tool"] == "overton-half"), None)
     whole = next((t for t in tools if t["tool"] == "overton"), None)
-    if not (half and whole) or whole["docs"] == half["docs"]:
+    if not (half and whole) or whole["docs"] == half["docs"] or not whole["stats"].get("texts_read"):
         return None
     from overton.corpus.config import NearDedupConfig
+    from overton.pipelines.dedup_near import DOCS_PER_GROUP
 
     near = NearDedupConfig()
-    floor = near.bands * near.rows * 4 + near.bands * 8 + 4 * whole["stats"].get("shingles_held", 0) / whole["docs"]
+    per_doc = near.bands * near.rows * 4 + near.bands * 8
+    share = whole["stats"]["texts_read"] / whole["docs"]
+    per_candidate = 4 * whole["stats"]["shingles_held"] / whole["stats"]["texts_read"]
+
+    def sets(docs: float) -> float:
+        return per_candidate * min(share * docs, 2 * DOCS_PER_GROUP)
+
+    fixed = whole["work_rss_mb"] * MB - per_doc * whole["docs"] - sets(whole["docs"])
     slope = (whole["work_rss_mb"] - half["work_rss_mb"]) * MB / (whole["docs"] - half["docs"])
-    per_doc = max(slope, floor)
     mean_doc = whole["mb"] * MB / whole["docs"]
     rows = [{"corpus": name, "docs": t["docs"], "mb": t["mb"], "work_rss_mb": t["work_rss_mb"],
              "kb_per_doc": round(t["work_rss_mb"] * MB / t["docs"] / 1000, 2), "extrapolated": False}
             for name, t in (("half", half), ("whole", whole))]
     for name, size in (("seed corpus, 2 GB", 2e9), ("1 TB", 1e12)):
         docs = size / mean_doc
-        work = whole["work_rss_mb"] + per_doc * (docs - whole["docs"]) / MB
+        work = (fixed + per_doc * docs + sets(docs)) / MB
         rows.append({"corpus": name, "docs": round(docs), "mb": round(size / MB), "work_rss_mb": round(work, 1),
                      "kb_per_doc": round(work * MB / docs / 1000, 2), "extrapolated": True})
-    return {"slope_bytes_per_doc": round(slope), "floor_bytes_per_doc": round(floor), "bytes_per_doc": round(per_doc),
-            "candidate_share": round(whole["stats"].get("texts_read", 0) / whole["docs"], 3),
-            "mean_doc_bytes": round(mean_doc), "rows": rows}
+    return {"slope_bytes_per_doc": round(slope), "bytes_per_doc": per_doc, "candidate_share": round(share, 3),
+            "bytes_per_candidate": round(per_candidate), "fixed_mb": round(fixed / MB, 1),
+            "sets_cap_mb": round(per_candidate * 2 * DOCS_PER_GROUP / MB), "mean_doc_bytes": round(mean_doc),
+            "rows": rows}
 
 
 def _pct(value: float | None) -> str:
@@ -852,10 +860,11 @@ def markdown(corpus: dict[str, Any], tools: list[dict[str, Any]], theories: list
             mark = " (extrapolated)" if r["extrapolated"] else ""
             out.append(f"| {r['corpus']}{mark} | {r['docs']} | {r['mb']:.0f} | {r['work_rss_mb']:.0f} | "
                        f"{r['kb_per_doc']:.2f} |")
-        out.append(f"\nper document: {memory['slope_bytes_per_doc']} bytes between half and whole; held by "
-                   f"construction {memory['floor_bytes_per_doc']} (signature, band keys, and the shingle sets of the "
-                   f"{memory['candidate_share']:.0%} of documents in candidate pairs); extrapolated with "
-                   f"{memory['bytes_per_doc']} bytes a document of {memory['mean_doc_bytes']} bytes")
+        out.append(f"\nbetween half and whole {memory['slope_bytes_per_doc']} bytes per document; the model: "
+                   f"{memory['fixed_mb']:.0f} MB fixed, {memory['bytes_per_doc']} bytes per document, "
+                   f"{memory['bytes_per_candidate']} bytes of shingles per document of a candidate pair "
+                   f"({memory['candidate_share']:.0%} of them here), at most {memory['sets_cap_mb']} MB of them at "
+                   f"once; documents of {memory['mean_doc_bytes']} bytes")
     if ratio_rows:
         out += ["", f"| overton / other | speed | {head} |", "|---|--:|" + "--:|" * len(BAND_NAMES)]
         for r in ratio_rows:
