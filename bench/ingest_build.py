@@ -23,7 +23,8 @@ texts with ``drop_duplicates`` and writes one zstd Parquet file. Skipped when pa
 
 Run: ``python bench/ingest_build.py [--repeat N] [--jobs 1,2] [--keep]``. Prints a markdown table and
 writes ``bench/results/ingest_build.json``. MB are 10^6 bytes of input files; MB/s per core is
-MB / wall seconds / jobs.
+MB / wall seconds / jobs; MB per CPU-second is MB / the CPU time of the command and its children (user +
+system), the figure to compare when other processes share the machine.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ class Row:
     mb: float
     seconds: float
     peak_rss: int
+    cpu_seconds: float = 0.0
     docs: int | None = None
     kept: int | None = None
     rejected: int | None = None
@@ -179,6 +181,8 @@ class Row:
             "tool": self.tool, "stage": self.stage, "jobs": self.jobs, "input_mb": round(self.mb, 2),
             "documents": self.docs, "kept": self.kept, "rejected": self.rejected,
             "seconds": round(self.seconds, 3), "mb_per_s": round(self.mb_s, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "mb_per_cpu_s": round(self.mb / self.cpu_seconds, 3) if self.cpu_seconds else 0.0,
             "mb_per_s_per_core": round(self.mb_s / self.jobs, 3), "peak_rss_mb": round(self.peak_rss / MB, 1),
             "max_processes": self.processes, **self.extra,
         }
@@ -193,10 +197,10 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
     template = tmp / "ws-ingested"
     rows = []
     init = measure([*overton, "init", str(template)], sample_s=SAMPLE_S).check()
-    rows.append(Row("overton", "init", 1, 0.0, init.seconds, init.peak_rss))
+    rows.append(Row("overton", "init", 1, 0.0, init.seconds, init.peak_rss, init.cpu_seconds))
 
     imported = refused = 0
-    ingest_s = ingest_peak = 0.0
+    ingest_s = ingest_cpu = ingest_peak = 0.0
     per_source = {}
     for corpus in CORPORA:
         argv = [*overton, "ingest", "-w", str(template), "--source", corpus.source, *corpus.options,
@@ -210,6 +214,7 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
         imported += n_imported
         refused += n_refused
         ingest_s += result.seconds
+        ingest_cpu += result.cpu_seconds
         ingest_peak = max(ingest_peak, result.peak_rss)
         source_mb = sum(p.stat().st_size for p in inputs[corpus.source]) / MB
         per_source[corpus.source] = {"input_mb": round(source_mb, 2), "imported": n_imported, "refused": n_refused,
@@ -217,7 +222,7 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
                                      "peak_rss_mb": round(result.peak_rss / MB, 1)}
         print(f"  ingest {corpus.source}: {n_imported} documents, {n_refused} refused, {result.seconds:.2f} s",
               file=sys.stderr)
-    rows.append(Row("overton", "ingest", 1, mb, ingest_s, int(ingest_peak), docs=imported,
+    rows.append(Row("overton", "ingest", 1, mb, ingest_s, int(ingest_peak), ingest_cpu, docs=imported,
                     rejected=refused, extra={"per_source": per_source}))
 
     for j in jobs:
@@ -237,11 +242,13 @@ def run_overton(tmp: Path, inputs: dict[str, list[Path]], mb: float, jobs: list[
         extra = {"reasons": counts["reasons"],
                  "input_by_source": {s: c["input"] for s, c in counts["sources"].items()},
                  "output_mb": round(sum(f["bytes"] for f in manifest["files"]) / MB, 2)}
-        rows.append(Row("overton", "build", j, mb, build.seconds, build.peak_rss, docs=counts["input"],
-                        kept=counts["kept"], rejected=counts["rejected"], processes=build.processes, extra=extra))
+        rows.append(Row("overton", "build", j, mb, build.seconds, build.peak_rss, build.cpu_seconds,
+                        docs=counts["input"], kept=counts["kept"], rejected=counts["rejected"],
+                        processes=build.processes, extra=extra))
         total_s = init.seconds + ingest_s + build.seconds
         rows.append(Row("overton", "total (init+ingest+build)", j, mb, total_s,
-                        int(max(init.peak_rss, ingest_peak, build.peak_rss)), docs=imported,
+                        int(max(init.peak_rss, ingest_peak, build.peak_rss)),
+                        init.cpu_seconds + ingest_cpu + build.cpu_seconds, docs=imported,
                         kept=counts["kept"], rejected=counts["rejected"] + refused, processes=build.processes))
     return rows
 
@@ -255,7 +262,8 @@ def run_baseline(tmp: Path, mb: float, warnings: list[str]) -> list[Row]:
                       str(tmp / "baseline.parquet")], sample_s=SAMPLE_S).check()
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"  pandas baseline: {result.seconds:.2f} s, {counts['kept']} kept", file=sys.stderr)
-    return [Row("pandas", "read+clean+dedup+write", 1, mb, result.seconds, result.peak_rss, docs=counts["input"],
+    return [Row("pandas", "read+clean+dedup+write", 1, mb, result.seconds, result.peak_rss, result.cpu_seconds,
+                docs=counts["input"],
                 kept=counts["kept"], rejected=counts["rejected"],
                 extra={"pandas": counts["pandas"],
                        "output_mb": round((tmp / "baseline.parquet").stat().st_size / MB, 2)})]
@@ -276,14 +284,17 @@ def _cell(value: Any) -> str:
 
 
 def markdown(rows: list[Row], ratio_rows: list[dict[str, Any]]) -> str:
-    lines = ["| tool | stage | jobs | input MB | docs | kept | rejected | seconds | MB/s | MB/s/core | peak RSS MB |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| tool | stage | jobs | input MB | docs | kept | rejected | seconds | MB/s | MB/s/core | CPU s "
+             "| MB/CPU-s | peak RSS MB |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         mb = f"{r.mb:.1f}" if r.mb else ""
         speed = f"{r.mb_s:.2f}" if r.mb else ""
         per_core = f"{r.mb_s / r.jobs:.2f}" if r.mb else ""
+        per_cpu = f"{r.mb / r.cpu_seconds:.2f}" if r.mb and r.cpu_seconds else ""
         lines.append(f"| {r.tool} | {r.stage} | {r.jobs} | {mb} | {_cell(r.docs)} | {_cell(r.kept)} | "
-                     f"{_cell(r.rejected)} | {r.seconds:.2f} | {speed} | {per_core} | {r.peak_rss / MB:.0f} |")
+                     f"{_cell(r.rejected)} | {r.seconds:.2f} | {speed} | {per_core} | {r.cpu_seconds:.2f} | "
+                     f"{per_cpu} | {r.peak_rss / MB:.0f} |")
     if ratio_rows:
         lines += ["", "| overton / pandas | jobs | throughput | peak RSS |", "|---|--:|--:|--:|"]
         lines += [f"| total | {x['jobs']} | {x['throughput_ratio']:.2f}x | {x['peak_rss_ratio']:.2f}x |"
