@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -299,16 +299,23 @@ def _sampling_detector_class() -> type:
     from langdetect.lang_detect_exception import ErrorCode, LangDetectException
 
     class SamplingDetector(Detector):
+        #: n-gram -> its profile as a float64 row, converted from langdetect's list on first use in the process
+        profiles: ClassVar[dict[str, np.ndarray]] = {}
+
+        def _profile(self, ngram: str) -> np.ndarray:
+            row = self.profiles.get(ngram)
+            if row is None:
+                row = self.profiles[ngram] = np.array(self.word_lang_prob_map[ngram], np.float64)
+            return row
+
         def _detect_block(self):
             self.cleaning_text()
             ngrams = self._extract_ngrams()
             if not ngrams:
                 raise LangDetectException(ErrorCode.CantDetectError, "No features in text.")
-            index, matrix = _langdetect_matrix(self.seed)
-            rows = [index[ngram] for ngram in ngrams]  # drawing a row here draws that n-gram in langdetect
-            distinct = np.unique(rows)
-            profiles = matrix[distinct]
-            rows = np.searchsorted(distinct, rows).tolist()
+            distinct = {ngram: row for row, ngram in enumerate(dict.fromkeys(ngrams))}
+            profiles = np.array([self._profile(ngram) for ngram in distinct])
+            rows = [distinct[ngram] for ngram in ngrams]  # drawing a row here draws that n-gram in langdetect
             langprob = np.zeros(len(self.langlist))
             self.random.seed(self.seed)
             for _ in range(self.n_trial):
@@ -327,15 +334,6 @@ def _sampling_detector_class() -> type:
             self.langprob = langprob.tolist()
 
     return SamplingDetector
-
-
-@functools.cache
-def _langdetect_matrix(seed: int) -> tuple[dict[str, int], np.ndarray]:
-    """The factory's n-gram profiles as one float64 matrix (about 40 MB) and the row of each n-gram, built on
-    the first detector call of a process (0.3 s): converting a call's rows from Python lists would cost
-    more than the sampling saves."""
-    profiles = _langdetect_factory(seed).word_lang_prob_map
-    return {ngram: row for row, ngram in enumerate(profiles)}, np.array(list(profiles.values()), np.float64)
 
 
 @functools.cache
