@@ -582,8 +582,9 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
 
     from overton.corpus.config import BUILTIN_PROFILES, Config
     from overton.corpus.schema import documents_to_batch, text_sha256
-    from overton.pipelines.build import WORK_SCHEMA, document_steps, near_dedup_step, parameters
+    from overton.pipelines.build import document_steps, near_dedup_step, parameters
     from overton.pipelines.dedup_near import Candidates, in_memory
+    from overton.pipelines.stages.documents import WORK_SCHEMA
     from overton.pipelines.step import set_column, to_work_batch
 
     # every source judged by its profile, but with PII on, to measure its cost

@@ -158,14 +158,16 @@ def cmd_build(args) -> int:
             if args.refilter:
                 from overton.pipelines.refilter import refilter
 
-                result = refilter(workspace, jobs=args.jobs, progress=not args.quiet)
+                result = refilter(workspace, jobs=args.jobs, progress=not args.quiet, executor=args.executor,
+                                  address=args.address)
             else:
-                result = build(workspace, jobs=args.jobs, progress=not args.quiet)
+                result = build(workspace, jobs=args.jobs, progress=not args.quiet, executor=args.executor,
+                               address=args.address)
         except Stopped as stop:
             record.exit_code = stop.exit_code
             raise
         record.data.update(message=result.message, counts=result.new_counts, warnings=result.warnings,
-                           version=str(result.version.path) if result.version else None)
+                           version=str(result.version.path) if result.version else None, tasks=result.tasks)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(result.message)
@@ -436,6 +438,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     sub.add_argument("--refilter", action="store_true",
                      help="re-decide the latest version with the current thresholds, from its stored signals")
+    sub.add_argument("--executor", choices=["local", "ray"],
+                     help="run the tasks in local processes or on a Ray cluster (default: [build] executor)")
+    sub.add_argument("--address", help="the Ray cluster to run on, e.g. 10.0.0.5:6379 or auto (default: [build] "
+                     "address, else a cluster of this machine started for the build)")
 
     sub = command("inspect", cmd_inspect, "summarise a dataset version or a shard")
     sub.add_argument("path", nargs="?", help="a version folder, a dataset folder (latest version) or a .parquet "

@@ -222,6 +222,8 @@ class NearDedupConfig(_Section):
 
 class BuildConfig(_Section):
     jobs: int = Field(0, ge=0)
+    executor: str = Field("local", pattern=r"^(local|ray)$")
+    address: str = ""  # of a Ray cluster; empty: one started on this machine for the build
     max_doc_bytes: int = Field(8_000_000, gt=0)
     max_replacement_chars: int = Field(0, ge=0)
     warn_reject_fraction: float = Field(0.5, ge=0, le=1)

@@ -7,7 +7,8 @@ each filter's decision on the stored signals with the current thresholds, and ru
 again over what survives. MinHash signatures are recomputed (they are cheap); language detection
 and the quality signals are not, except for documents an earlier filter had stopped before they
 were measured. The result is a new, complete version whose parent is the one it
-re-decided.
+re-decided. It is a build whose document stage is :func:`run_refilter_task` (the decision stage run
+again); the exact dedup, near-dedup and shard stages that follow are a build's.
 
 Its promises: documents the parent kept win every duplicate tie, as published documents do in a build (a
 looser threshold never costs a kept document its place to one it admits); a document is judged by the
@@ -28,22 +29,40 @@ from overton.corpus.checksums import CACHE_FILE, ChecksumCache
 from overton.corpus.dataset import Version, list_versions, version_name, version_number
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
-from overton.pipelines.build import (
-    GLOBAL_STEP_NAMES,
-    WORK_SCHEMA,
-    BuildResult,
-    _task_stem,
-    damaged_parent,
-    document_steps,
-    execute,
-    parameters,
-    prepare,
-    profile_signals,
-    reject_warnings,
-    signal_parameters,
-    write_task,
-)
+from overton.pipelines.build import BuildResult, executor_for, parameters, prepare, reject_warnings, run_stages
+from overton.pipelines.executor import Context
+from overton.pipelines.stages.documents import GLOBAL_STEP_NAMES, WORK_SCHEMA, document_steps, write_task
+from overton.pipelines.stages.shards import damaged_parent
 from overton.pipelines.step import Filter, Step, run_steps, set_column
+
+
+def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"language": {"windows": 5}}`` -> ``{"language.windows": 5}``: settings named as overton.toml names them."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def signal_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change what the per-document steps measure or rewrite, by their overton.toml names: a
+    refilter, which re-decides on stored signals, needs them unchanged. Thresholds that only ``decide`` reads
+    are not among them, and profiles are compared for the documents they judge (:func:`profile_signals`)."""
+    return flatten({
+        **{key: params.get(key) for key in ("normalize", "language", "pii")},
+        "build": {key: params.get(key) for key in ("max_doc_bytes", "max_replacement_chars")},
+        "quality": {key: params.get("quality", {}).get(key) for key in ("enabled", "stop_words")},
+    })
+
+
+def profile_signals(profile: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys of a profile that change what is measured or rewritten (the rest only decides)."""
+    profile = profile or {}
+    return {"pii": profile.get("pii"),
+            "language.skip_undetermined": profile.get("language", {}).get("skip_undetermined")}
 
 
 class _Replay(Step):
@@ -85,9 +104,10 @@ def _chain(steps: list[Step], stopped_by: str | None) -> list[Step]:
     return chain
 
 
-def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
-    version_path, work, task, params = args
-    version = Version.open(version_path)
+def run_refilter_task(context: Context, task: dict[str, Any]) -> dict[str, Any]:
+    """The document stage of a refilter: one row group of the parent version, its decisions replayed."""
+    params = context.params
+    version = Version.open(context.source)
     [entry] = [entry for entry in version.manifest["files"] if entry["path"] == task["path"]]
     with version.open_file(entry) as handle:
         table = pq.ParquetFile(handle).read_row_group(task["row_group"])
@@ -110,8 +130,7 @@ def run_refilter_task(args: tuple[str, str, dict[str, Any], dict[str, Any]]) -> 
                 rows = rows.set_column(index, WORK_SCHEMA.field(index), pa.nulls(rows.num_rows, pa.string()))
             live, rejected = run_steps(_chain(steps, name), rows)
             pieces += rejected + [live]
-    return write_task(_task_stem(Path(work), task["index"]), pieces, WORK_SCHEMA, params,
-                      {step.name: dict(step.stats) for step in steps})
+    return write_task(context, task["index"], pieces, {step.name: dict(step.stats) for step in steps})
 
 
 def _reassign(batch: pa.RecordBatch, overrides: dict[str, str]) -> pa.RecordBatch:
@@ -142,7 +161,8 @@ def changed_signal_settings(parent: Version, params: dict[str, Any]) -> list[str
     return sorted(changed)
 
 
-def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = True) -> BuildResult:
+def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = True, executor: str | None = None,
+             address: str | None = None) -> BuildResult:
     config = workspace.config()
     params = parameters(config)
     dataset_dir = workspace.dataset_dir(config.dataset.name)
@@ -176,7 +196,8 @@ def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = Tru
 
         plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
                        lambda plan: plan["parent"] == parent.name, make)
-        manifest = execute(workspace, params, plan, run_refilter_task, (str(parent.path),), [], jobs, progress)
+        with executor_for(config, jobs, executor, address) as runner:
+            manifest, report = run_stages(workspace, plan, run_refilter_task, Path(parent.path), [], runner, progress)
         return BuildResult(Version.open(dataset_dir / name), manifest["added"],
                            f"refiltered {parent.name} into {config.dataset.name} {name}",
-                           reject_warnings(manifest["added"], config.build.warn_reject_fraction))
+                           reject_warnings(manifest["added"], config.build.warn_reject_fraction), report)

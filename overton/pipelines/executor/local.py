@@ -1,6 +1,6 @@
-"""Executors run independent build tasks; every task writes its own output and completion marker.
+"""The local executor: a stage's tasks in a pool of processes of this machine.
 
-The local executor runs a process pool started with ``spawn``. Its workers are fresh interpreters:
+It runs a process pool started with ``spawn``. Its workers are fresh interpreters:
 they inherit none of the parent's open files, locks or threads (``fork`` would copy a process that
 runs threads), and they are children of the main process itself, so they can be tied to its life
 (``overton.corpus.lifetime``: killed with it, whatever kills it; Python's resource tracker then exits
@@ -14,7 +14,7 @@ When an exception leaves ``map`` (Ctrl-C, a stop signal that the command turned 
 error in the main process) the workers are killed before it goes on: the tasks they were running
 wrote no marker and run again on the next build.
 
-A Ray executor plugs in with the same ``map`` signature.
+A stage of one task, or ``jobs = 1``, runs in the main process itself.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from overton.corpus.lifetime import worker_of
+from overton.pipelines.executor.base import Executor
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     def __init__(self, jobs: int = 0):
         self.jobs = jobs or default_jobs()
 

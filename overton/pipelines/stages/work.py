@@ -1,0 +1,39 @@
+"""The layout of a build's work folder, which every stage reads and writes.
+
+``plan.json`` (inputs, document tasks, parameters); per stage a folder of outputs and markers:
+``tasks/`` (documents: ``t-NNNNN.parquet``, signatures, markers), ``exact/``, ``near/``, ``shards/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from overton.corpus.atomic import read_json
+from overton.pipelines.executor import Context
+
+#: The folder of the document stage's outputs and markers.
+DOCUMENTS = "tasks"
+
+
+def task_path(work: str | Path, index: int) -> Path:
+    """The rows of document task ``index``."""
+    return Path(work) / DOCUMENTS / f"t-{index:05d}.parquet"
+
+
+def document_tasks(context: Context) -> list[dict[str, Any]]:
+    """The document tasks of the build's plan (a refilter's carry ``preferred``)."""
+    return read_json(Path(context.work) / "plan.json")["tasks"]
+
+
+def live_batches(context: Context, index: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The rows of a document task that no per-document step rejected."""
+    if columns is not None and "reject_reason" not in columns:
+        columns = [*columns, "reject_reason"]
+    for batch in pq.ParquetFile(task_path(context.work, index)).iter_batches(columns=columns):
+        yield batch.filter(pc.is_null(batch.column("reject_reason")))
