@@ -1,0 +1,131 @@
+"""``overton build --executor ray``: the same bytes as a local build, also after a killed driver or worker.
+
+Ray runs in local mode, started once for this file with 2 CPUs and shut down after it (no Ray process
+may outlive the tests). Builds run for real: in this process (Ray already initialised is used as it
+is) or as ``overton build --address ...`` subprocesses that join this file's cluster, so that killing
+one kills a driver, not the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from overton.corpus.workspace import Workspace
+from overton.pipelines.build import build
+from tests.test_build import _clone, _synthetic_corpus, _tree
+
+ray = pytest.importorskip("ray")
+
+DOCUMENTS = 2000  # about 10 document tasks of 1 MB
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The address of a Ray cluster of this machine with 2 CPUs; checks that shutting it down left nothing."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = psutil.Process().children(recursive=True)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    gone, alive = psutil.wait_procs(started, timeout=15)
+    for process in alive:
+        process.kill()
+    assert alive == [], f"Ray processes left after shutdown: {[p.pid for p in alive]}"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Workspace, dict[str, bytes]]:
+    """The synthetic corpus of the build tests, and the files of its local build."""
+    root = tmp_path_factory.mktemp("ray")
+    workspace = Workspace.init(root / "ws")
+    _synthetic_corpus(workspace, documents=DOCUMENTS)
+    expected = _tree(build(_clone(workspace, root / "reference"), jobs=2, progress=False).version.path)
+    return workspace, expected
+
+
+def _command(workspace: Workspace, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "overton", "build", "--workspace", str(workspace.root), "--quiet", *extra]
+
+
+def _markers(workspace: Workspace) -> list[Path]:
+    tasks = workspace.state / "build" / "overton" / "v0001" / "tasks"
+    return sorted(tasks.glob("t-*.json")) if tasks.is_dir() else []
+
+
+def _record(workspace: Workspace) -> dict:
+    return json.loads(sorted(workspace.runs.glob("*-build.json"))[-1].read_text())
+
+
+def test_a_ray_build_is_byte_identical_to_a_local_one(cluster, corpus, tmp_path):
+    workspace = _clone(corpus[0], tmp_path / "ws")
+    result = build(workspace, progress=False, executor="ray")
+    assert _tree(result.version.path) == corpus[1]
+    assert result.tasks["documents"]["done_before"] == 0 and result.tasks["documents"]["tasks"] >= 8
+    assert list(result.tasks) == ["documents", "parent", "exact_dedup", "near_dedup", "shards"]
+    assert ray.is_initialized(), "a cluster the build did not start is left running"
+
+
+def test_a_killed_driver_resumes_on_ray_or_locally_without_redoing_finished_tasks(cluster, corpus, tmp_path):
+    workspace = _clone(corpus[0], tmp_path / "ws")
+    driver = subprocess.Popen(_command(workspace, "--executor", "ray", "--address", cluster),
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(_markers(workspace)) < 3:
+        assert driver.poll() is None, f"the build ended before 3 tasks were done: {driver.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(2)  # Ray stops the dead driver's tasks; one may still finish and leave its marker
+    done = len(_markers(workspace))
+    locally = _clone(workspace, tmp_path / "local")
+    for resumed, executor in ((workspace, ["--executor", "ray", "--address", cluster]),
+                              (locally, ["--executor", "local", "--jobs", "2"])):
+        rerun = subprocess.run(_command(resumed, *executor), capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        tasks = _record(resumed)["tasks"]["documents"]
+        assert 3 <= tasks["done_before"] == done < tasks["tasks"], (tasks, done)
+        assert _tree(resumed.datasets / "overton" / "v0001") == corpus[1]
+
+
+def _task_workers() -> list[psutil.Process]:
+    """Ray worker processes running a build task now (Ray titles them ``ray::<function>`` while they run one)."""
+    workers = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.cmdline()[:1] == ["ray::run_marked"]:
+                workers.append(process)
+        except psutil.Error:
+            pass
+    return workers
+
+
+def test_a_worker_killed_mid_task_is_retried_with_the_same_result(cluster, corpus, tmp_path):
+    workspace = _clone(corpus[0], tmp_path / "ws")
+    driver = subprocess.Popen(_command(workspace, "--executor", "ray", "--address", cluster),
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers := _task_workers()):
+            assert driver.poll() is None, f"the build ended before a task was seen: {driver.communicate()}"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        before = len(_markers(workspace))
+        workers[0].kill()
+        _, stderr = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert driver.returncode == 0, stderr
+    tasks = _record(workspace)["tasks"]["documents"]
+    assert before < tasks["tasks"] and tasks["done_before"] == 0
+    assert _tree(workspace.datasets / "overton" / "v0001") == corpus[1]
