@@ -28,17 +28,25 @@ ray = pytest.importorskip("ray")
 DOCUMENTS = 2000  # about 10 document tasks of 1 MB
 
 
+def _command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # ended meanwhile
+        return ""
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """The address of a Ray cluster of this machine with 2 CPUs; checks that shutting it down left nothing."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    started = psutil.Process().children(recursive=True)
     yield ray.get_runtime_context().gcs_address
+    started = [p for p in psutil.Process().children(recursive=True) if "ray" in _command_line(p)]
+    assert len(started) >= 3  # the cluster's processes and the workers it started (not the builds' pool's)
     ray.shutdown()
-    gone, alive = psutil.wait_procs(started, timeout=15)
+    _, alive = psutil.wait_procs(started, timeout=15)
     for process in alive:
         process.kill()
-    assert alive == [], f"Ray processes left after shutdown: {[p.pid for p in alive]}"
+    assert alive == [], f"Ray processes left after shutdown: {[(p.pid, p.cmdline()[:3]) for p in alive]}"
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +108,8 @@ def _task_workers() -> list[psutil.Process]:
     """Ray worker processes running a build task now (Ray titles them ``ray::<function>`` while they run one)."""
     workers = []
     for process in psutil.Process().children(recursive=True):
-        try:
-            if process.cmdline()[:1] == ["ray::run_marked"]:
-                workers.append(process)
-        except psutil.Error:
-            pass
+        if _command_line(process).startswith("ray::run_marked"):
+            workers.append(process)
     return workers
 
 

@@ -7,10 +7,10 @@ processes or Ray) in the work folder ``state/build/<name>/<version>/``:
    row group, and the parameters. A rerun after a crash reuses it.
 1. **Documents** (many tasks, in parallel): per-document steps (size check, normalisation, admission,
    language, quality, PII) and MinHash signatures.
-   Then the version folder, with the parent's files linked in (and checked) before anything reads them.
-2. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
-3. **Near dedup** (one task, when enabled): clusters of near-duplicates, against every published version.
-4. **Shards** (one task): the rows into ``datasets/<name>/<version>/``; then the manifest, written last.
+2. **Parent** (one task): the version folder, the parent's files linked in and checked before anything reads them.
+3. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
+4. **Near dedup** (one task, when enabled): clusters of near-duplicates, against every published version.
+5. **Shards** (one task): the rows into ``datasets/<name>/<version>/``; then the manifest, written last.
 
 Every task writes its outputs, then its marker; a rerun skips finished tasks, so a killed build resumes at the
 stage and task where it stopped. Output depends only on the inputs and the parameters, never on the executor,
