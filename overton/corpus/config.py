@@ -465,6 +465,12 @@ source_line_to_meta = true
 [build]
 # Worker processes for `overton build` (0 = one per CPU core); `--jobs` overrides it.
 jobs = 0
+# Where the build's tasks run: "local" (processes of this machine) or "ray" (a Ray cluster, with the
+# ray extra; the workspace must be at the same path on every node). `--executor` overrides it.
+executor = "local"
+# The Ray cluster ("HOST:6379", or "auto" for the one this machine joined); empty: a cluster of this
+# machine, started for the build and stopped after it. `--address` overrides it.
+address = ""
 # Documents whose UTF-8 text is larger than this many bytes are rejected as too_large.
 max_doc_bytes = 8000000
 # Documents with more U+FFFD replacement characters (text that was not valid UTF-8 upstream)
