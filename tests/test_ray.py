@@ -134,3 +134,28 @@ def test_a_worker_killed_mid_task_is_retried_with_the_same_result(cluster, corpu
     tasks = _record(workspace)["tasks"]["documents"]
     assert before < tasks["tasks"] and tasks["done_before"] == 0
     assert _tree(workspace.datasets / "overton" / "v0001") == corpus[1]
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("closed", "cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused): is it started (`ray start "
+               "--head`) and is the port open?"),
+    ("ray-head", "Ray cluster address 'ray-head': expected HOST:PORT (e.g. 10.0.0.5:6379) or auto"),
+])
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path, address, message):
+    """Ray itself would retry such an address for minutes, printing its own warnings."""
+    import socket
+
+    with socket.socket() as free:  # a port nothing listens on once this socket is closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    address = f"127.0.0.1:{port}" if address == "closed" else address
+    workspace = Workspace.init(tmp_path / "ws")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "a", "text": "Un texte."}) + "\n", encoding="utf-8")
+    overton = str(Path(sys.executable).parent / "overton")
+    subprocess.run([overton, "ingest", str(tmp_path / "in.jsonl"), "--source", "s", "-w", str(workspace.root)],
+                   check=True, capture_output=True)
+    started = time.monotonic()
+    done = subprocess.run([overton, "build", "-q", "--executor", "ray", "--address", address, "-w",
+                           str(workspace.root)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    assert done.stderr == f"overton: error: {message.format(port=port)}\n"

@@ -17,6 +17,7 @@ that is used and left running.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -37,6 +38,20 @@ def _ray():
     return ray
 
 
+def probe(address: str, seconds: float = 5.0) -> None:
+    """Refuse in one line an address where nothing answers: Ray itself retries for minutes, printing warnings."""
+    if address == "auto":
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray cluster address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379) or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): is it started "
+                        "(`ray start --head`) and is the port open?") from None
+
+
 class RayExecutor(Executor):
     def __init__(self, address: str | None = None, jobs: int = 0):
         self.address = address or None
@@ -50,6 +65,8 @@ class RayExecutor(Executor):
                                        "logging_level": logging.WARNING}
             if self.address is None and self.jobs:
                 options["num_cpus"] = self.jobs
+            if self.address is not None:
+                probe(self.address)
             try:
                 ray.init(address=self.address, **options)
             except ConnectionError as exc:
