@@ -19,18 +19,18 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 _SHOWN_REFUSALS = 20
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
 def _jobs(value: str) -> int:
     jobs = int(value)
     if jobs < 0:
         raise argparse.ArgumentTypeError("must be 0 (all cores) or more")
     return jobs
-
-
-def _price(value: str) -> float:
-    price = float(value)
-    if price < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return price
 
 
 def _workspace(args) -> Workspace:
@@ -323,13 +323,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _non_negative(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return number
-
-
 def _top_p(value: str) -> float:
     number = float(value)
     if not 0 < number <= 1:
@@ -482,7 +475,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--gpus", type=int, help="dry run: number of GPUs (default: [train.budget] gpus)")
     sub.add_argument("--gpu", help="dry run: A100-40GB, A100-80GB, H100-80GB or H200-141GB")
     sub.add_argument("--mfu", type=float, help="dry run: model FLOPs utilisation to assume, e.g. 0.4")
-    sub.add_argument("--price", type=_price, help="dry run: price per GPU-hour")
+    sub.add_argument("--price", type=_non_negative, help="dry run: price per GPU-hour")
     sub.add_argument("--model-size", metavar="SIZE", help="dry run without a model config: a known GPT-J shape, "
                      "125M, 350M, 1.3B, 2.7B or 6B, or a parameter count such as 6e9 (the nearest shape)")
     sub.add_argument("--follow", action="store_true", help="after [train] epochs over the dataset, wait for newer "

@@ -24,7 +24,7 @@ from overton.corpus.atomic import commit, sha256_file, temporary_name, write_jso
 from overton.corpus.card import Config, Publication, render_card, write_card_files
 from overton.corpus.dataset import MANIFEST, Version
 from overton.corpus.errors import UserError
-from overton.corpus.licences import attribution, redistributable
+from overton.corpus.licences import attribution, licence, redistributable
 from overton.corpus.page import write_page
 from overton.corpus.plots import write_plots
 from overton.corpus.samples import collect_samples
@@ -60,10 +60,8 @@ class Gate:
         return redistributable(batch)
 
     def shows_text(self, row: dict[str, Any]) -> bool:
-        return self.all_text or redistributable(pa.Table.from_pylist([row], schema=_GATE_SCHEMA))[0].as_py()
-
-
-_GATE_SCHEMA = pa.schema([("license", pa.string()), ("redistributable", pa.bool_())])
+        flag = row["redistributable"]
+        return self.all_text or (licence(row["license"]).open if flag is None else flag)
 
 
 def _with_attribution(batch: pa.RecordBatch) -> pa.RecordBatch:
