@@ -19,6 +19,7 @@ from overton.cli import main
 from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import build
+from overton.pipelines.stages import copies
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, shared_file, write_jsonl
 
@@ -146,6 +147,39 @@ def test_build_is_byte_identical_twice_and_whatever_the_jobs(workspace: Workspac
     assert not (workspace.state / "build" / "overton" / "v0001").exists(), "work files are cleaned up"
 
 
+def test_exact_copies_are_measured_once_and_inherit_what_their_original_got(workspace: Workspace, tmp_path: Path,
+                                                                            monkeypatch):
+    _synthetic_corpus(workspace, documents=1500)
+    texts = [row["text"] for run in workspace.raw_runs() for part in run.parts()
+             for row in pq.read_table(part, columns=["text"]).to_pylist()]
+    # the same texts judged by another profile, or with other meta, are measured again
+    _ingest(workspace, "gamma", [{"id": f"g{i}", "text": text} for i, text in enumerate(texts[:40])], profile="speech")
+    _ingest(workspace, "delta", [{"id": f"d{i}", "text": text, "note": "other meta"}
+                                 for i, text in enumerate(texts[:40])])
+    reference = _clone(workspace, tmp_path / "reference")
+    version = build(workspace, jobs=2, progress=False).version
+
+    with monkeypatch.context() as patch:  # every document its own original: all of them measured
+        patch.setattr(copies, "copy_keys", lambda table, profile: os.urandom(16 * table.num_rows))
+        measured_all = build(reference, jobs=1, progress=False).version
+
+    tree, expected = _tree(version.path), _tree(measured_all.path)
+    assert {k: v for k, v in tree.items() if k != "manifest.json"} == {
+        k: v for k, v in expected.items() if k != "manifest.json"}
+    manifest, full = version.manifest, measured_all.manifest
+    assert {k: v for k, v in manifest.items() if k != "steps"} == {k: v for k, v in full.items() if k != "steps"}
+    for step, counts in full["steps"].items():
+        rejected = {k: v for k, v in counts.items() if k.startswith("rejected_")}
+        assert rejected == {k: v for k, v in manifest["steps"][step].items() if k.startswith("rejected_")}, step
+    inherited = len(texts) - len(set(texts)) + 2 * (40 - len(set(texts[:40])))  # and copies within gamma, delta
+    assert inherited > 100
+    assert manifest["steps"]["copies"] == {"documents": len(texts) + 80, "inherited": inherited}
+    assert full["steps"]["copies"]["inherited"] == 0
+    # documents a step measured: the original of each copy, never the copy
+    assert manifest["steps"]["normalize"]["chars_removed"] < full["steps"]["normalize"]["chars_removed"]
+    assert full["steps"]["quality"]["measured"] - manifest["steps"]["quality"]["measured"] > 100
+
+
 def _build_command(workspace: Workspace) -> list[str]:
     return [sys.executable, "-m", "overton", "build", "--workspace", str(workspace.root), "--jobs", "2", "--quiet"]
 
@@ -173,6 +207,7 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(workspace: Workspa
     kill_points = {
         "after planning": lambda: (work / "plan.json").exists(),
         "after some tasks": lambda: len(list((work / "tasks").glob("t-*.json"))) >= 3,
+        "while copies inherit": lambda: any((work / "inherit").glob("t-*.json")),
         "while writing shards": lambda: version.exists() and any((version / "data").rglob("*")),
         "before the manifest": lambda: (version / "rejected").exists(),
     }
@@ -247,7 +282,12 @@ def test_statements_csv_exact_duplicates(workspace: Workspace):
     assert len({row["content_sha256"] for row in kept}) == len(kept)
     assert not any("<br>" in row["text"] or "<p>" in row["text"] for row in kept)
     moved = [row for row in kept if "source_line" in json.loads(row["meta"] or "{}")]
-    assert len(moved) > 150 and version.manifest["steps"]["normalize"]["source_lines_moved"] == 242
+    everywhere = [row for row in _rows(version, "data") + _rows(version, "rejected")
+                  if "source_line" in json.loads(row["meta"] or "{}")]
+    # the steps measure each distinct raw body once (the copies inherit what it got), and say so
+    steps = version.manifest["steps"]
+    assert len(moved) > 150 and len(everywhere) == 242 and steps["normalize"]["source_lines_moved"] == 200
+    assert steps["copies"] == {"documents": 415, "inherited": 415 - distinct_texts}
     for row in moved:
         source_line = json.loads(row["meta"])["source_line"]
         assert source_line not in row["text"] and not row["text"].splitlines()[-1].startswith("Source")

@@ -5,12 +5,14 @@ processes or Ray) in the work folder ``state/build/<name>/<version>/``:
 
 0. **Plan** (``plan.json``): the raw runs consumed, their files with checksums, one document task per raw
    row group, and the parameters. A rerun after a crash reuses it.
-1. **Documents** (many tasks, in parallel): per-document steps (size check, normalisation, admission,
-   language, quality, PII) and MinHash signatures.
-2. **Parent** (one task): the version folder, the parent's files linked in and checked before anything reads them.
-3. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
-4. **Near dedup** (one task, when enabled): clusters of near-duplicates, against every published version.
-5. **Shards** (one task): the rows into ``datasets/<name>/<version>/``; then the manifest, written last.
+1. **Copies** (one task): which raw documents are exact copies of an earlier one (same text, meta and profile).
+2. **Documents** (many tasks, in parallel): per-document steps (size check, normalisation, admission,
+   language, quality, PII) and MinHash signatures, on the documents that copy no earlier one.
+3. **Inherit** (many tasks, in parallel): the copies get what their originals got.
+4. **Parent** (one task): the version folder, the parent's files linked in and checked before anything reads them.
+5. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
+6. **Near dedup** (one task, when enabled): clusters of near-duplicates, against every published version.
+7. **Shards** (one task): the rows into ``datasets/<name>/<version>/``; then the manifest, written last.
 
 Every task writes its outputs, then its marker; a rerun skips finished tasks, so a killed build resumes at the
 stage and task where it stopped. Output depends only on the inputs and the parameters, never on the executor,
@@ -35,7 +37,7 @@ from overton.corpus.shards import row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.dedup_near import NearDedup
 from overton.pipelines.executor import Context, Executor, Stage, make_executor, stage_results
-from overton.pipelines.stages import documents, exact_dedup, near_dedup, shards
+from overton.pipelines.stages import copies, documents, exact_dedup, inherit, near_dedup, shards
 from overton.pipelines.stages.documents import document_steps
 from overton.pipelines.stages.near_dedup import near_dedup_step
 from overton.pipelines.stages.shards import add_counts
@@ -70,10 +72,18 @@ def parameters(config: Config) -> dict[str, Any]:
     return {"steps": [step.name for step in document_steps(params)] + global_steps, **params}
 
 
-def stages(plan: dict[str, Any], document_stage) -> list[Stage]:
-    """The stages of a build (or of a refilter, whose document stage re-decides instead of measuring)."""
+def document_stages(plan: dict[str, Any]) -> list[Stage]:
+    """A build's first stages: find the exact copies, measure every other document, give the copies what their
+    originals got."""
+    return [Stage("copies", copies.run, folder=copies.NAME),
+            Stage("documents", documents.run, plan["tasks"], folder=DOCUMENTS),
+            Stage("inherit", inherit.run, plan["tasks"], folder=inherit.NAME)]
+
+
+def stages(plan: dict[str, Any], first: list[Stage]) -> list[Stage]:
+    """The stages of a build (or of a refilter, whose ``first`` stage re-decides instead of measuring)."""
     near = [Stage("near_dedup", near_dedup.run, folder=near_dedup.NAME)] if near_dedup_step(plan["parameters"]) else []
-    return [Stage("documents", document_stage, plan["tasks"], folder=DOCUMENTS),
+    return [*first,
             Stage("parent", shards.link, folder=shards.LINK),
             Stage("exact_dedup", exact_dedup.run, folder=exact_dedup.NAME),
             *near,
@@ -141,7 +151,7 @@ def reject_warnings(added: dict[str, Any], fraction: float) -> list[str]:
     return warnings
 
 
-def run_stages(workspace: Workspace, plan: dict[str, Any], document_stage, source: Path, versions: list[Version],
+def run_stages(workspace: Workspace, plan: dict[str, Any], first: list[Stage], source: Path, versions: list[Version],
                executor: Executor, progress: bool) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
     """Run a plan's stages (each skipping its finished tasks), write the manifest last; returns it, and per
     stage its tasks and those done before.
@@ -157,7 +167,7 @@ def run_stages(workspace: Workspace, plan: dict[str, Any], document_stage, sourc
                       out=str((workspace.dataset_dir(config.dataset.name) / plan["version"]).resolve()),
                       index_dir=str((workspace.state / "near_dedup" / config.dataset.name).resolve()),
                       progress=progress)
-    plan_stages = stages(plan, document_stage)
+    plan_stages = stages(plan, first)
     report = {stage.name: executor.run(stage, context, progress) for stage in plan_stages}
     steps: dict[str, dict[str, int]] = {}
     files: list[dict[str, Any]] = []
@@ -215,6 +225,7 @@ def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, 
         plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
                        lambda plan: {i["run"] for i in plan["inputs"]} <= pending_keys, make)
         with executor_for(config, jobs, executor, address) as runner:
-            manifest, report = run_stages(workspace, plan, documents.run, workspace.root, versions, runner, progress)
+            manifest, report = run_stages(workspace, plan, document_stages(plan), workspace.root, versions, runner,
+                                          progress)
         return BuildResult(Version.open(dataset_dir / name), manifest["added"], f"built {config.dataset.name} {name}",
                            reject_warnings(manifest["added"], config.build.warn_reject_fraction), report)

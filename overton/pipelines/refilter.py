@@ -30,9 +30,10 @@ from overton.corpus.dataset import Version, list_versions, version_name, version
 from overton.corpus.errors import UserError
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import BuildResult, executor_for, parameters, prepare, reject_warnings, run_stages
-from overton.pipelines.executor import Context
+from overton.pipelines.executor import Context, Stage
 from overton.pipelines.stages.documents import GLOBAL_STEP_NAMES, WORK_SCHEMA, document_steps, write_task
 from overton.pipelines.stages.shards import damaged_parent
+from overton.pipelines.stages.work import DOCUMENTS
 from overton.pipelines.step import Filter, Step, run_steps, set_column
 
 
@@ -197,7 +198,8 @@ def refilter(workspace: Workspace, jobs: int | None = None, progress: bool = Tru
         plan = prepare(workspace.state / "build" / config.dataset.name / name, params,
                        lambda plan: plan["parent"] == parent.name, make)
         with executor_for(config, jobs, executor, address) as runner:
-            manifest, report = run_stages(workspace, plan, run_refilter_task, Path(parent.path), [], runner, progress)
+            first = [Stage("documents", run_refilter_task, plan["tasks"], folder=DOCUMENTS)]
+            manifest, report = run_stages(workspace, plan, first, Path(parent.path), [], runner, progress)
         return BuildResult(Version.open(dataset_dir / name), manifest["added"],
                            f"refiltered {parent.name} into {config.dataset.name} {name}",
                            reject_warnings(manifest["added"], config.build.warn_reject_fraction), report)

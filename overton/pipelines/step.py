@@ -114,16 +114,39 @@ def profile_names(batch: pa.RecordBatch, known: Collection[str] | None = None) -
 
 def run_steps(steps: Sequence[Step], batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[pa.RecordBatch]]:
     """Run ``steps`` in order; return (surviving rows, rejected rows of each step)."""
-    rejected = []
+    *rejected, live = arranged(run_steps_in_order(steps, batch), [step.name for step in steps])
+    return live, rejected
+
+
+def run_steps_in_order(steps: Sequence[Step], batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Run ``steps`` in order; return every row where it was, rejected ones with the columns they had when their
+    step rejected them (later steps never see them)."""
+    positions, pieces, where = np.arange(batch.num_rows), [], []
     for step in steps:
         if batch.num_rows == 0:
             break
         batch = step.apply(batch)
         dead = pc.is_valid(batch.column("reject_reason"))
         if pc.any(dead).as_py():
-            rejected.append(batch.filter(dead))
-            batch = batch.filter(pc.invert(dead))
-    return batch, rejected
+            mask = dead.to_numpy(zero_copy_only=False)
+            pieces.append(batch.filter(dead))
+            where.append(positions[mask])
+            batch, positions = batch.filter(pc.invert(dead)), positions[~mask]
+    pieces.append(batch)
+    where.append(positions)
+    table = pa.Table.from_batches(pieces, schema=batch.schema).take(np.argsort(np.concatenate(where)))
+    return table.combine_chunks().to_batches()[0] if table.num_rows else batch
+
+
+def arranged(batch: pa.RecordBatch, step_names: Sequence[str]) -> list[pa.RecordBatch]:
+    """A batch's rows as a build's task files hold them: the rows each step rejected (in step order, a piece
+    per step that rejected any), then the live rows (a piece, maybe empty); each piece in batch order."""
+    steps = pc.fill_null(batch.column("reject_step"), "").to_numpy(zero_copy_only=False).astype(str)
+    unknown = set(np.unique(steps).tolist()) - {"", *step_names}
+    if unknown:
+        raise ValueError(f"rows rejected by steps {sorted(unknown)} that are not among {list(step_names)}")
+    pieces = [batch.filter(pa.array(steps == name)) for name in step_names if (steps == name).any()]
+    return pieces + [batch.filter(pa.array(steps == ""))]
 
 
 def merge_stats(total: dict[str, dict[str, int]], part: dict[str, dict[str, int]]) -> None:

@@ -14,7 +14,8 @@ When an exception leaves ``map`` (Ctrl-C, a stop signal that the command turned 
 error in the main process) the workers are killed before it goes on: the tasks they were running
 wrote no marker and run again on the next build.
 
-A stage of one task, or ``jobs = 1``, runs in the main process itself.
+A stage of one task, or ``jobs = 1``, runs in the main process itself. The pool lives as long as the
+executor (the build), so its workers import the build modules once for every stage.
 """
 
 from __future__ import annotations
@@ -37,8 +38,23 @@ def default_jobs() -> int:
 
 
 class LocalExecutor(Executor):
+    """One pool of worker processes for the whole build, started at the first stage of several tasks: each worker
+    imports the build modules once, not once per stage."""
+
     def __init__(self, jobs: int = 0):
         self.jobs = jobs or default_jobs()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=worker_of, initargs=(os.getpid(),))
+        return self._pool
 
     def map(self, fn: Callable[[T], Any], items: Iterable[T]) -> Iterator[Any]:
         """Run ``fn`` on every item; yield results as tasks finish (in any order)."""
@@ -46,9 +62,7 @@ class LocalExecutor(Executor):
         if self.jobs == 1 or len(items) <= 1:
             yield from map(fn, items)
             return
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=context,
-                                   initializer=worker_of, initargs=(os.getpid(),))
+        pool = self._workers()
         try:
             # The workers start with SIGINT blocked, so that a Ctrl-C before their initializer ignores it
             # does not print a traceback per worker; the main process gets it once the mask is restored.
@@ -63,6 +77,6 @@ class LocalExecutor(Executor):
             # Python 3.14 names this ProcessPoolExecutor.kill_workers(); shutdown() alone would wait for running tasks
             for process in list(pool._processes.values()):
                 process.kill()
-            raise
-        finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            raise

@@ -1,10 +1,13 @@
 """The stages of a build, in order; each is a module with a task function and reads its own settings.
 
-1. :mod:`~overton.pipelines.stages.documents`: per-document steps and signatures, one task per raw row group.
-2. :func:`~overton.pipelines.stages.shards.link`: the version folder with the parent's files, one task.
-3. :mod:`~overton.pipelines.stages.exact_dedup`: exact duplicates of text and id, one task.
-4. :mod:`~overton.pipelines.stages.near_dedup`: near-duplicate clusters (``[near_dedup]``), one task.
-5. :mod:`~overton.pipelines.stages.shards`: the version's shards (``[shards]``) and counts, one task.
+1. :mod:`~overton.pipelines.stages.copies`: the raw documents that copy an earlier one, one task.
+2. :mod:`~overton.pipelines.stages.documents`: per-document steps and signatures of the other documents, one
+   task per raw row group.
+3. :mod:`~overton.pipelines.stages.inherit`: the copies take what their originals got, one task per raw row group.
+4. :func:`~overton.pipelines.stages.shards.link`: the version folder with the parent's files, one task.
+5. :mod:`~overton.pipelines.stages.exact_dedup`: exact duplicates of text and id, one task.
+6. :mod:`~overton.pipelines.stages.near_dedup`: near-duplicate clusters (``[near_dedup]``), one task.
+7. :mod:`~overton.pipelines.stages.shards`: the version's shards (``[shards]``) and counts, one task.
 
 They communicate through files in the work folder (:mod:`~overton.pipelines.stages.work`); the executor
 (:mod:`overton.pipelines.executor`) runs their tasks and owns the completion markers.

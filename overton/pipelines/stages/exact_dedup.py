@@ -1,4 +1,4 @@
-"""Stage 2, one task: exact dedup over the whole build, on the normalised text and then on the id.
+"""The exact dedup stage, one task: exact dedup over the whole build, on the normalised text and then on the id.
 
 Reads only the dedup columns of the document tasks' files (and the keys of the parent version, whose
 documents win every tie). Writes, per document task, ``exact/t-NNNNN.parquet``: for each of that

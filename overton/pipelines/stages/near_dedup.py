@@ -55,15 +55,34 @@ def signature_path(task_file: Path) -> Path:
     return task_file.with_name(task_file.stem + ".sig.npy")
 
 
-def write_signatures(task_file: Path, output: pa.Table, params: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """The signatures of a document task's live rows, in file order; returns the task's near-dedup statistics."""
+def live_signatures(measured: pa.Table, params: dict[str, Any], stats: dict[str, dict[str, int]]) -> np.ndarray | None:
+    """The signatures of the live rows of ``measured`` (zero for the others), or None when near-dedup is off;
+    counted in ``stats``."""
+    near = near_dedup_step(params)
+    if near is None:
+        return None
+    live = pc.is_null(measured.column("reject_reason")).to_numpy(zero_copy_only=False)
+    signatures = np.zeros((measured.num_rows, near.hasher.params.num_perm), np.uint32)
+    signatures[live] = near.hasher.signatures(pc.filter(measured.column("text"), pa.array(live)).to_pylist())
+    stats[near.name] = {"signatures_computed": int(live.sum())}
+    return signatures
+
+
+def write_signatures(task_file: Path, output: pa.Table, params: dict[str, Any],
+                     signatures: np.ndarray | None = None) -> dict[str, dict[str, int]]:
+    """The signatures of a document task's live rows, in file order (computed here unless given); returns the
+    statistics of what it computed."""
     near = near_dedup_step(params)
     if near is None:
         return {}
-    live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason"))).to_pylist()
+    stats = {}
+    if signatures is None:
+        live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason"))).to_pylist()
+        signatures = near.hasher.signatures(live_texts)
+        stats = {near.name: {"signatures_computed": len(live_texts)}}
     with atomic_path(signature_path(task_file)) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, near.hasher.signatures(live_texts))
-    return {near.name: {"signatures_computed": len(live_texts)}}
+        np.save(handle, signatures)
+    return stats
 
 
 def clusters_path(context: Context) -> Path:
