@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from overton.cli import main
@@ -178,6 +179,21 @@ def test_exact_copies_are_measured_once_and_inherit_what_their_original_got(work
     # documents a step measured: the original of each copy, never the copy
     assert manifest["steps"]["normalize"]["chars_removed"] < full["steps"]["normalize"]["chars_removed"]
     assert full["steps"]["quality"]["measured"] - manifest["steps"]["quality"]["measured"] > 100
+
+
+def test_a_raw_text_changed_behind_its_content_sha256_is_refused_not_inherited(workspace: Workspace, capsys):
+    text = _text(random.Random(3), 300)
+    _ingest(workspace, "speeches", [{"id": f"a{i}", "text": text} for i in range(3)])
+    [run] = workspace.raw_runs()
+    [part] = run.parts()
+    table = pq.read_table(part)
+    texts = table.column("text").to_pylist()
+    texts[2] += " Un ajout."  # its content_sha256 still names the text of its two copies
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts)), part)
+    assert main(["build", "--workspace", str(workspace.root), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "document speeches:a2: its text does not match its content_sha256" in err[0]
+    assert not list((workspace.datasets / "overton").glob("v*/manifest.json"))
 
 
 def _build_command(workspace: Workspace) -> list[str]:
