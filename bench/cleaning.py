@@ -412,8 +412,7 @@ def tool_overton(ids, sources, texts, clock: Clock, tool: str) -> dict[str, Any]
     params = step.hasher.params
     signatures = np.concatenate([step.hasher.signatures(texts[a:b]) for a, b in _batches(texts)])
     clock.stop("signatures")
-    step.index(Candidates(ids, signatures, sources, [None] * len(ids), texts=in_memory(texts)),
-               Candidates.empty(params.num_perm))
+    step.index(Candidates(ids, sources, [None] * len(ids), texts=in_memory(texts)), signatures)
     clock.stop("index")
     labels = {doc_id: kept for doc_id, (kept, _, _) in step._decisions.items()}
     assert all(step.is_kept(kept) for kept in labels.values())
@@ -624,8 +623,8 @@ def tool_steps(ids, sources, texts, clock: Clock) -> dict[str, Any]:
     docs_in["near_dedup_index"] = len(live_ids)
     bytes_in["near_dedup_index"] = bytes_in["minhash_signatures"]
     clock.start()
-    near.index(Candidates(live_ids, np.concatenate(signatures), live_sources, [None] * len(live_ids),
-                          texts=in_memory(live_texts)), Candidates.empty(near.hasher.params.num_perm))
+    near.index(Candidates(live_ids, live_sources, [None] * len(live_ids), texts=in_memory(live_texts)),
+               np.concatenate(signatures))
     clock.stop("near_dedup_index")
     rejected["near_dedup_index"] = sum(1 for doc_id in live_ids if not near.is_kept(doc_id))
     return {"order": order, "bytes_in": dict(bytes_in), "docs_in": dict(docs_in), "rejected": dict(rejected)}

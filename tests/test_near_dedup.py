@@ -79,8 +79,7 @@ def test_known_clusters_are_found_and_one_kept_by_the_rule():
     ids, texts, truth, published = _clusters(seed=5, count=300)
     step = NearDedup(MinHashParams(), threshold=0.8)
     signatures = step.hasher.signatures(texts)
-    step.index(Candidates(ids, signatures, ["web"] * len(ids), [published[i] for i in ids], texts=in_memory(texts)),
-               Candidates.empty(100))
+    step.index(Candidates(ids, ["web"] * len(ids), [published[i] for i in ids], texts=in_memory(texts)), signatures)
     members: dict[int, list[str]] = {}
     for doc_id in ids:
         members.setdefault(truth[doc_id], []).append(doc_id)
@@ -110,8 +109,8 @@ def test_verifying_a_few_documents_at_a_time_decides_the_same(monkeypatch):
 
     def decide() -> NearDedup:
         step = NearDedup(MinHashParams(), threshold=0.8)
-        step.index(Candidates(ids, step.hasher.signatures(texts), ["web"] * len(ids), [published[i] for i in ids],
-                              texts=in_memory(texts)), Candidates.empty(100))
+        step.index(Candidates(ids, ["web"] * len(ids), [published[i] for i in ids], texts=in_memory(texts)),
+                   step.hasher.signatures(texts))
         return step
 
     whole = decide()
@@ -128,8 +127,8 @@ def test_unrelated_documents_are_never_paired():
     texts += ["La séance est ouverte.", "La séance est levée."] * 3  # short, different, and exact copies
     ids = [f"d{i:05d}" for i in range(len(texts))]
     step = NearDedup(MinHashParams(), threshold=0.8)
-    step.index(Candidates(ids, step.hasher.signatures(texts), ["web"] * len(ids), [None] * len(ids),
-                          texts=in_memory(texts)), Candidates.empty(100))
+    step.index(Candidates(ids, ["web"] * len(ids), [None] * len(ids), texts=in_memory(texts)),
+               step.hasher.signatures(texts))
     removed = [d for d in ids if not step.is_kept(d)]
     assert removed == ["d02002", "d02003", "d02004", "d02005"]  # only the copies of the two short lines
 
@@ -140,8 +139,7 @@ def test_source_priority_comes_before_date_and_id(priority: list[str], kept: str
     ids = ["a:3", "b:9", "a:2"]
     dates = [datetime(2021, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC), None]
     step = NearDedup(MinHashParams(), 0.8, source_priority=priority)
-    step.index(Candidates(ids, step.hasher.signatures([text] * 3), ["a", "b", "a"], dates,
-                          texts=in_memory([text] * 3)), Candidates.empty(100))
+    step.index(Candidates(ids, ["a", "b", "a"], dates, texts=in_memory([text] * 3)), step.hasher.signatures([text] * 3))
     # unlisted sources rank after listed ones; an unknown date comes after every known one
     assert [d for d in ids if step.is_kept(d)] == [kept]
 
@@ -220,8 +218,7 @@ def _edited_pair(want, params: MinHashParams | None = None, edits: tuple[int, in
 
 def _merged(settings: NearDedupConfig, texts: list[str]) -> tuple[NearDedup, bool]:
     step = near_dedup_step(parameters(Config(near_dedup=settings)))
-    step.index(Candidates(["a", "b"], step.hasher.signatures(texts), ["web"] * 2, [None] * 2, texts=in_memory(texts)),
-               Candidates.empty(step.hasher.params.num_perm))
+    step.index(Candidates(["a", "b"], ["web"] * 2, [None] * 2, texts=in_memory(texts)), step.hasher.signatures(texts))
     return step, not step.is_kept("b")
 
 
@@ -284,3 +281,4 @@ def test_a_killed_build_on_a_parent_reruns_to_the_bytes_of_an_uninterrupted_one(
     done = subprocess.run(_build_command(workspace), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _tree(version) == _tree(expected.path)
+

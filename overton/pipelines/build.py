@@ -11,7 +11,10 @@ processes or Ray) in the work folder ``state/build/<name>/<version>/``:
 3. **Inherit** (many tasks, in parallel): the copies get what their originals got.
 4. **Parent** (one task): the version folder, the parent's files linked in and checked before anything reads them.
 5. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
-6. **Near dedup** (one task, when enabled): clusters of near-duplicates, against every published version.
+6. **Near dedup**, when enabled, against every published version, in three stages: **bands** (one task per
+   document task, and one for the published documents: each band's keys, sorted, in files), **buckets** (one
+   task per band and key range: the candidate pairs of its buckets) and **clusters** (one task: the pairs
+   verified, the clusters, the kept documents, and this version's index).
 7. **Shards** (one task): the rows into ``datasets/<name>/<version>/``; then the manifest, written last.
 
 Every task writes its outputs, then its marker; a rerun skips finished tasks, so a killed build resumes at the
@@ -37,7 +40,17 @@ from overton.corpus.shards import row_group_rows
 from overton.corpus.workspace import RawRun, Workspace
 from overton.pipelines.dedup_near import NearDedup
 from overton.pipelines.executor import Context, Executor, Stage, make_executor, stage_results
-from overton.pipelines.stages import copies, documents, exact_dedup, inherit, near_dedup, shards
+from overton.pipelines.stages import (
+    copies,
+    documents,
+    exact_dedup,
+    inherit,
+    near_bands,
+    near_buckets,
+    near_clusters,
+    near_dedup,
+    shards,
+)
 from overton.pipelines.stages.documents import document_steps
 from overton.pipelines.stages.near_dedup import near_dedup_step
 from overton.pipelines.stages.shards import add_counts
@@ -82,7 +95,10 @@ def document_stages(plan: dict[str, Any]) -> list[Stage]:
 
 def stages(plan: dict[str, Any], first: list[Stage]) -> list[Stage]:
     """The stages of a build (or of a refilter, whose ``first`` stage re-decides instead of measuring)."""
-    near = [Stage("near_dedup", near_dedup.run, folder=near_dedup.NAME)] if near_dedup_step(plan["parameters"]) else []
+    near = [Stage("near_bands", near_bands.run, near_bands.tasks(plan), folder=near_bands.NAME),
+            Stage("near_buckets", near_buckets.run, near_buckets.tasks(plan), folder=near_buckets.NAME),
+            Stage("near_clusters", near_clusters.run, folder=near_dedup.NAME),
+            ] if near_dedup_step(plan["parameters"]) else []
     return [*first,
             Stage("parent", shards.link, folder=shards.LINK),
             Stage("exact_dedup", exact_dedup.run, folder=exact_dedup.NAME),

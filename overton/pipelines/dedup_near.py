@@ -1,7 +1,11 @@
 """Near-duplicate removal over a whole build: MinHash LSH candidates, verified exactly, connected components.
 
 Signatures are computed in the parallel tasks (:mod:`overton.pipelines.minhash`) and stored beside
-each task's output; this step only reads them. Candidate pairs come from equal band keys. Each is
+each task's output. Candidate pairs come from equal band keys: each bucket (documents sharing a key
+in one band) links its members to its first one (:func:`band_pairs`). The build finds them through
+files, a band and a range of keys at a time (:mod:`overton.pipelines.stages.near_bands`,
+:mod:`~overton.pipelines.stages.near_buckets`), then hands them to :meth:`NearDedup.decide`;
+:meth:`NearDedup.index` does the same for documents already in memory (benchmarks, tests). Each is
 verified by the true Jaccard of the two documents' shingle sets (the shingles the signatures hash,
 recomputed from the texts of the documents in candidate pairs, and of no others) against
 ``threshold``: the 100-slot estimate is off by about 0.04 at 0.8, enough to throw away true pairs
@@ -16,16 +20,18 @@ priority, then the earliest ``published_at``, then the smallest id. Every docume
 rejected as ``near_duplicate`` with ``duplicate_of`` and ``jaccard``, their true Jaccard with the kept
 document (the estimate when unverified).
 
-Memory: 400 bytes of signature plus the band keys per document; the shingle sets (4 bytes per
-distinct shingle) of the documents in candidate pairs only, read in groups of ``DOCS_PER_GROUP``
-documents, two groups at a time; the decision table holds only the documents that belong to a
-cluster of two or more. Candidates still come from band keys in memory, not from band files.
+Memory of :meth:`NearDedup.decide`: the candidate pairs, and for the documents in them only (never
+for every document) what the keep rule needs and their shingle sets (4 bytes per distinct
+shingle), read in groups of ``DOCS_PER_GROUP`` documents, two groups at a time; unverified, the two
+signatures of a block of pairs at a time. The decision table holds only the documents that belong
+to a cluster of two or more. Band keys and signatures of every document are never held at once in a
+build: they stay in files, read a band and a key range at a time.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,11 +50,15 @@ _VERIFY_CHUNK = 1 << 16  # candidate pairs per block when comparing signatures
 _SHINGLES_PER_BLOCK = 1 << 24  # shingles of the pairs compared at once: 128 MB of uint64 keys
 DOCS_PER_GROUP = 1 << 16  # documents whose shingle sets are read together (two groups are held at a time)
 _TEXTS_PER_BATCH = 512
-INDEX_FILE = "near_dedup.parquet"
+_INDEX_ROWS = 1 << 17  # documents per row group of a version's index (50 MB of signatures)
 
 #: The texts of some of a :class:`Candidates`' documents: given their sorted positions, yields
 #: (positions, texts) batches, in any order, that together cover each position exactly once.
 TextReader = Callable[[np.ndarray], Iterator[tuple[np.ndarray, list[str]]]]
+
+#: The signatures of some of a :meth:`NearDedup.decide` call's documents, given their positions (any order):
+#: a (len(positions), num_perm) uint32 array.
+SignatureReader = Callable[[np.ndarray], np.ndarray]
 
 
 def no_texts(positions: np.ndarray) -> Iterator[tuple[np.ndarray, list[str]]]:
@@ -70,36 +80,60 @@ def in_memory(texts: Sequence[str]) -> TextReader:
 
 @dataclass
 class Candidates:
-    """Documents taking part in near-dedup: ids, signatures, what the keep rule needs, and their texts."""
+    """Documents taking part in near-dedup: ids, what the keep rule needs, and their texts."""
 
     ids: list[str]
-    signatures: np.ndarray  # (n, num_perm) uint32
     sources: list[str]
     published: list[datetime | None]
     preferred: list[bool] = field(default_factory=list)  # per document; empty: none
     texts: TextReader = no_texts
 
     @classmethod
-    def empty(cls, num_perm: int) -> Candidates:
-        return cls([], np.empty((0, num_perm), np.uint32), [], [])
+    def empty(cls) -> Candidates:
+        return cls([], [], [])
 
 
-def save_index(path: Path, ids: Sequence[str], signatures: np.ndarray) -> None:
-    """The signatures of the documents a version added, for later builds to dedup against."""
-    width = signatures.shape[1] * 4
-    column = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), len(ids), [None, pa.py_buffer(np.ascontiguousarray(signatures, np.uint32).tobytes())])
-    table = pa.table({"id": pa.array(list(ids), pa.string()), "signature": column})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+def write_index(path: Path, blocks: Iterable[tuple[Sequence[str], np.ndarray]], num_perm: int) -> None:
+    """The signatures of the documents a version added, for later builds to dedup against, written as they
+    come, ``_INDEX_ROWS`` documents to a row group (a reader holds one row group at a time)."""
+    schema = pa.schema([("id", pa.string()), ("signature", pa.binary(num_perm * 4))])
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        pending: list[pa.Table] = []
+        rows = 0
+        for ids, signatures in blocks:
+            column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(num_perm * 4), len(ids), [
+                None, pa.py_buffer(np.ascontiguousarray(signatures, np.uint32).tobytes())])
+            pending.append(pa.table([pa.array(list(ids), pa.string()), column], schema=schema))
+            rows += len(ids)
+            if rows >= _INDEX_ROWS:
+                writer.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=rows)
+                pending, rows = [], 0
+        if rows:
+            writer.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=rows)
 
 
-def load_index(path: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(path)
-    num_perm = table.schema.field("signature").type.byte_width // 4
-    data = table.column("signature").combine_chunks().buffers()[1]
-    signatures = np.frombuffer(data, np.uint32)[: table.num_rows * num_perm].reshape(table.num_rows, num_perm)
-    return table.column("id").to_pylist(), signatures
+def read_index(path: Path, signatures: bool = True) -> Iterator[tuple[list[str], np.ndarray | None]]:
+    """A version's index, a row group at a time: ids, and the signatures if asked."""
+    index = pq.ParquetFile(path)
+    num_perm = index.schema_arrow.field("signature").type.byte_width // 4
+    for group in range(index.num_row_groups):
+        table = index.read_row_group(group, columns=["id", "signature"] if signatures else ["id"])
+        if not table.num_rows:
+            continue
+        values = None
+        if signatures:
+            data = table.column("signature").combine_chunks().buffers()[1]
+            values = np.frombuffer(data, np.uint32)[: table.num_rows * num_perm].reshape(table.num_rows, num_perm)
+        yield table.column("id").to_pylist(), values
+
+
+def band_pairs(keys: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """(k, 2) pairs of ``refs`` from one band's keys, sorted by key and, among equal keys, by ref: each bucket
+    (run of equal keys) links its members to its first one."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    leader = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    others = np.flatnonzero(leader != np.arange(len(keys)))
+    return np.stack([refs[leader[others]], refs[others]], axis=1)
 
 
 class ShingleSets:
@@ -172,11 +206,22 @@ class NearDedup(Step):
         # id -> (kept id, cluster size, Jaccard with the kept one), for clusters of 2 or more
         self._decisions: dict[str, tuple[str, int, float]] = {}
 
-    def index(self, new: Candidates, old: Candidates) -> None:
-        """Find the clusters among ``new`` documents and between them and ``old`` (published) ones."""
-        signatures = np.concatenate([old.signatures, new.signatures])
-        self.stats["signatures_loaded"] += len(old.ids)
-        pairs = self._candidate_pairs(signatures)
+    def index(self, new: Candidates, signatures: np.ndarray) -> None:
+        """Find the clusters among documents whose (n, num_perm) signatures are in memory: their band keys,
+        each band's buckets as the build's merge stage forms them, then :meth:`decide`."""
+        usable = np.flatnonzero(~(signatures == EMPTY).all(axis=1))
+        keys = self.hasher.band_keys(signatures[usable])
+        pairs = [np.empty((0, 2), np.int64)]
+        for band in range(keys.shape[1]):
+            order = np.argsort(keys[:, band], kind="stable")
+            pairs.append(band_pairs(keys[order, band], usable[order]))
+        self.decide(np.unique(np.concatenate(pairs), axis=0), new, Candidates.empty(), signatures.__getitem__)
+
+    def decide(self, pairs: np.ndarray, new: Candidates, old: Candidates, signatures: SignatureReader) -> None:
+        """Find the clusters from the candidate ``pairs`` (distinct, sorted, first < second) of positions among
+        ``old`` (published) documents, then ``new`` ones (after the old). Every document of ``old`` and ``new``
+        may be in pairs; the keep rule ranks them by position among published ones, so the order of positions
+        must be the order of the documents (published: newest version first; new: build order)."""
         self.stats["candidate_pairs"] += len(pairs)
         if self.verify:
             similarity: Callable[[np.ndarray], np.ndarray] = functools.partial(self._true_jaccard, old=old, new=new)
@@ -187,7 +232,7 @@ class NearDedup(Step):
             scores = similarity(pairs)
         self.stats["verified_pairs"] += len(pairs)
         known = dict(zip(map(tuple, pairs.tolist()), scores.tolist(), strict=True))
-        n = len(signatures)
+        n = len(old.ids) + len(new.ids)
         graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         sizes = np.bincount(labels)
@@ -241,29 +286,15 @@ class NearDedup(Step):
         return (1, not preferred, self.priority.get(new.sources[i], len(self.priority)), published is None,
                 published or datetime.min, new.ids[i])
 
-    def _candidate_pairs(self, signatures: np.ndarray) -> np.ndarray:
-        """(k, 2) document pairs sharing a band key; each bucket links its members to its first one."""
-        usable = np.flatnonzero(~(signatures == EMPTY).all(axis=1))
-        keys = self.hasher.band_keys(signatures[usable])
-        pairs = []
-        for band in range(keys.shape[1]):
-            order = np.argsort(keys[:, band], kind="stable")
-            sorted_keys = keys[order, band]
-            starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-            leader = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-            others = np.flatnonzero(leader != np.arange(len(order)))
-            pairs.append(np.stack([usable[order[leader[others]]], usable[order[others]]], axis=1))
-        if not pairs:
-            return np.empty((0, 2), np.int64)
-        return np.unique(np.concatenate(pairs), axis=0)
-
     @staticmethod
-    def _estimate(signatures: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-        """The MinHash estimate of each pair's Jaccard, a block of pairs at a time."""
+    def _estimate(signatures: SignatureReader, pairs: np.ndarray) -> np.ndarray:
+        """The MinHash estimate of each pair's Jaccard, the signatures of a block of pairs at a time."""
         result = np.empty(len(pairs))
         for start in range(0, len(pairs), _VERIFY_CHUNK):
             chunk = pairs[start:start + _VERIFY_CHUNK]
-            result[start:start + len(chunk)] = estimated_jaccard(signatures[chunk[:, 0]], signatures[chunk[:, 1]])
+            docs, inverse = np.unique(chunk, return_inverse=True)
+            held = signatures(docs)[inverse.reshape(chunk.shape)]
+            result[start:start + len(chunk)] = estimated_jaccard(held[:, 0], held[:, 1])
         return result
 
     def is_kept(self, doc_id: str) -> bool:

@@ -1,12 +1,20 @@
-"""Near-dedup in the build: signatures in the document tasks, then stage 3, one task, the clusters.
+"""Near-dedup in the build: its settings, the signatures of the document tasks, how its stages name
+documents, and the decisions the shard stage replays.
 
-Every use of :mod:`overton.pipelines.dedup_near` by the build is here. The document tasks store the
-MinHash signatures of their live rows beside their rows (:func:`write_signatures`). This stage takes
-the documents exact dedup kept, with their signatures, and the signatures of every published
-document (the index in ``state/near_dedup/<name>/``), finds the clusters, and writes
-``near/clusters.parquet``: the decision for every document of a cluster of two or more (the others
-are alone in theirs). It also writes this version's index, for later builds to dedup against. The
-shard stage applies the stored decisions by id (:class:`StoredClusters`).
+Every use of :mod:`overton.pipelines.dedup_near` by the build goes through here. The document
+tasks store the MinHash signatures of their live rows beside their rows (:func:`write_signatures`).
+Three stages follow exact dedup: :mod:`~overton.pipelines.stages.near_bands` (sorted band keys of
+every survivor and published document, in files), :mod:`~overton.pipelines.stages.near_buckets`
+(the candidate pairs, a band and a key range at a time) and
+:mod:`~overton.pipelines.stages.near_clusters` (the clusters, ``near/clusters.parquet``, and this
+version's index for later builds). The shard stage applies the stored decisions by id
+(:class:`StoredClusters`).
+
+The stages name a document by a **reference**, an int64 that needs no count of the documents before
+it: a published document by its position in the published index files (:func:`published_indexes`,
+in that order), a new one by ``NEW | task << 32 | row`` (``row``: among its document task's live
+rows). References sort as the documents rank on ties (published ones first, newest version first;
+then build order), so the pairs they form are those positions in one list of every document would.
 """
 
 from __future__ import annotations
@@ -24,17 +32,15 @@ import pyarrow.parquet as pq
 from overton.corpus.atomic import atomic_path
 from overton.corpus.dataset import Version
 from overton.corpus.errors import Refused
-from overton.corpus.schema import REJECT_FIELDS
-from overton.pipelines.dedup_near import Candidates, NearDedup, TextReader, load_index, save_index
+from overton.pipelines.dedup_near import NearDedup, TextReader
 from overton.pipelines.executor import Context
 from overton.pipelines.minhash import FINEWEB_BANDS_ROWS, MinHashParams
-from overton.pipelines.stages.exact_dedup import decisions_path
-from overton.pipelines.stages.work import document_tasks, live_batches, task_path
 from overton.pipelines.step import Step, set_column
 
 NAME = "near"
-_CHUNK = 1 << 16
-_DECIDED = pa.schema([pa.field("id", pa.string()), *NearDedup.columns, *REJECT_FIELDS])
+#: The first reference of a new document: every published one ranks before it.
+NEW = np.int64(1 << 62)
+ROW_BITS = 32
 
 
 def near_dedup_step(params: dict[str, Any]) -> NearDedup | None:
@@ -85,96 +91,31 @@ def write_signatures(task_file: Path, output: pa.Table, params: dict[str, Any],
     return stats
 
 
-def clusters_path(context: Context) -> Path:
-    return Path(context.work) / NAME / "clusters.parquet"
+def new_refs(task: int, rows: np.ndarray) -> np.ndarray:
+    """The references of live rows ``rows`` of document task ``task``."""
+    return NEW | (np.int64(task) << np.int64(ROW_BITS)) | rows.astype(np.int64)
 
 
-def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
-    near = near_dedup_step(context.params)
-    candidates = _survivors(context, near)
-    near.index(candidates, _published(context, near))
-    decided = []
-    for start in range(0, len(candidates.ids), _CHUNK):
-        ids = pa.array(candidates.ids[start:start + _CHUNK], pa.string())
-        batch = pa.RecordBatch.from_arrays([ids] + [pa.nulls(len(ids), f.type) for f in _DECIDED][1:], schema=_DECIDED)
-        batch = near.apply(batch)
-        decided.append(batch.filter(pc.greater(batch.column("dup_cluster_size"), 1)))
-    path = clusters_path(context)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_batches(decided, schema=_DECIDED), tmp, compression="zstd")
-    kept = [i for i, doc_id in enumerate(candidates.ids) if near.is_kept(doc_id)]
-    save_index(Path(context.index_dir) / f"{Path(context.out).name}.parquet", [candidates.ids[i] for i in kept],
-               candidates.signatures[kept])
-    return {"stats": {near.name: dict(near.stats)}}
+def split_refs(refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(task, live row) of new documents' references."""
+    return (refs - NEW) >> np.int64(ROW_BITS), refs & np.int64((1 << ROW_BITS) - 1)
 
 
-def _survivors(context: Context, near: NearDedup) -> Candidates:
-    """The documents exact dedup kept, in build order, with the signatures their tasks computed and a reader of
-    their texts."""
-    ids, blocks, sources, published, preferred, chosen = [], [], [], [], [], []
-    offset = 0  # of the task's first live row among every task's live rows
-    for t in document_tasks(context):
-        live = pa.Table.from_batches(list(live_batches(context, t["index"], ["id", "source", "published_at"])))
-        kept = pc.is_null(pq.read_table(decisions_path(context, t["index"])).column("step"))
-        mask = kept.to_numpy(zero_copy_only=False).astype(bool)
-        live = live.filter(kept)
-        blocks.append(np.load(signature_path(task_path(context.work, t["index"])))[mask])
-        chosen.append(offset + np.flatnonzero(mask))
-        offset += len(mask)
-        ids += live.column("id").to_pylist()
-        sources += live.column("source").to_pylist()
-        published += live.column("published_at").to_pylist()
-        preferred += [bool(t.get("preferred"))] * live.num_rows
-    width = near.hasher.params.num_perm
-    signatures = np.concatenate(blocks) if blocks else np.empty((0, width), np.uint32)
-    rows = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
-    return Candidates(ids, signatures, sources, published, preferred, _live_texts(context, rows))
-
-
-def _live_texts(context: Context, rows: np.ndarray) -> TextReader:
-    """The texts of the live task rows at ``rows`` (positions among every task's live rows, in build order)."""
-
-    def read(positions: np.ndarray) -> Iterator[tuple[np.ndarray, list[str]]]:
-        wanted, offset = rows[positions], 0
-        for t in document_tasks(context):
-            for live in live_batches(context, t["index"], ["text"]):
-                start, stop = np.searchsorted(wanted, [offset, offset + live.num_rows])
-                if stop > start:
-                    yield positions[start:stop], live.column("text").take(wanted[start:stop] - offset).to_pylist()
-                offset += live.num_rows
-
-    return read
-
-
-def _published(context: Context, near: NearDedup) -> Candidates:
-    """Signatures of every document already published, from the index kept in state/ (computed again from
-    the parent's texts for a version indexed with other MinHash settings), and a reader of their texts."""
-    params = near.hasher.params
-    ids, blocks, stale = [], [], []
-    for location in reversed(context.versions):  # a refiltered version's index holds everything before it
+def published_indexes(context: Context) -> list[tuple[Version, Path]]:
+    """The near-dedup index files of the published versions, in the order their documents rank: newest first,
+    down to the last refilter (whose index holds everything before it)."""
+    indexes = []
+    for location in reversed(context.versions):
         version = Version.open(location)
         path = Path(context.index_dir) / f"{version.name}.parquet"
         if path.is_file():
-            version_ids, signatures = load_index(path)
-            then = minhash_params(version.manifest["parameters"]["near_dedup"])
-            if (then.num_perm, then.ngram, then.seed) != (params.num_perm, params.ngram, params.seed):
-                stale.append(np.arange(len(ids), len(ids) + len(version_ids)))
-                signatures = np.empty((len(version_ids), params.num_perm), np.uint32)
-            ids += version_ids
-            blocks.append(signatures)
+            indexes.append((version, path))
         if version.manifest.get("refilter_of"):
             break
-    signatures = np.concatenate(blocks) if blocks else np.empty((0, params.num_perm), np.uint32)
-    texts = _published_texts(context, ids)
-    if stale:
-        for positions, chunk in texts(np.concatenate(stale)):
-            signatures[positions] = near.hasher.signatures(chunk)
-            near.stats["signatures_recomputed"] += len(chunk)
-    return Candidates(ids, signatures, [], [], texts=texts)
+    return indexes
 
 
-def _published_texts(context: Context, ids: list[str]) -> TextReader:
+def published_texts(context: Context, ids: list[str]) -> TextReader:
     """The texts of published documents by id, from the parent version's data shards (a version holds every
     document published before it), read row group by row group."""
 
@@ -203,8 +144,12 @@ def _published_texts(context: Context, ids: list[str]) -> TextReader:
     return read
 
 
+def clusters_path(context: Context) -> Path:
+    return Path(context.work) / NAME / "clusters.parquet"
+
+
 class StoredClusters(Step):
-    """This stage's decisions applied by id: what :meth:`NearDedup.apply` gives each document."""
+    """The cluster stage's decisions applied by id: what :meth:`NearDedup.apply` gives each document."""
 
     name = NearDedup.name
 

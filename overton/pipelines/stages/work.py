@@ -1,7 +1,8 @@
 """The layout of a build's work folder, which every stage reads and writes.
 
 ``plan.json`` (inputs, document tasks, parameters); per stage a folder of outputs and markers:
-``tasks/`` (documents: ``t-NNNNN.parquet``, signatures, markers), ``exact/``, ``near/``, ``shards/``.
+``tasks/`` (documents: ``t-NNNNN.parquet``, signatures, markers), ``exact/``, ``bands/``, ``buckets/``, ``near/``,
+``shards/``.
 """
 
 from __future__ import annotations
