@@ -21,6 +21,7 @@ from overton.pipelines import dedup_near
 from overton.pipelines.build import build, near_dedup_step, parameters
 from overton.pipelines.dedup_near import Candidates, NearDedup, in_memory
 from overton.pipelines.minhash import MinHasher, MinHashParams, estimated_jaccard, fold_words
+from overton.pipelines.stages import near_buckets, near_clusters
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, write_jsonl
 from tests.test_build import _build_command, _clone, _kill_when, _tree
@@ -282,3 +283,92 @@ def test_a_killed_build_on_a_parent_reruns_to_the_bytes_of_an_uninterrupted_one(
     assert done.returncode == 0, done.stderr
     assert _tree(version) == _tree(expected.path)
 
+
+def _near_copies(workspace: Workspace, rng: random.Random) -> None:
+    """A published version, then two raw runs of near copies of its documents, of one another, and others."""
+    old = [{"id": f"old{i:03d}", "text": french_text(rng, 400)} for i in range(60)]
+    write_jsonl(workspace.root.parent / "old.jsonl", old)
+    ingest(workspace, [workspace.root.parent / "old.jsonl"], "speeches")
+    build(workspace, jobs=1, progress=False)
+
+    def variant(text: str) -> str:
+        words = text.split()
+        return " ".join(words[:-12] + french_text(rng, 12).split())
+
+    fresh = [french_text(rng, 400) for _ in range(30)]
+    new = ([{"id": f"copy{i:03d}", "text": variant(old[i]["text"])} for i in range(0, 60, 6)]
+           + [{"id": f"new{i:03d}", "text": text} for i, text in enumerate(fresh)]
+           + [{"id": f"twin{i:03d}", "text": variant(fresh[i])} for i in range(0, 30, 4)])
+    for name, part in (("new.jsonl", new[::2]), ("new2.jsonl", new[1::2])):
+        write_jsonl(workspace.root.parent / name, part)
+        ingest(workspace, [workspace.root.parent / name], "speeches")
+
+
+@pytest.mark.parametrize("mode", ["verified", "fineweb"])
+def test_merging_by_many_key_ranges_and_chunks_builds_the_same_version(workspace: Workspace, tmp_path: Path,
+                                                                      monkeypatch, mode: str):
+    """The merge stage cut into one key range per document task, each read in chunks of 16 keys, finds the
+    same pairs as one range per band: the same version, statistics included (in fineweb mode, the estimates
+    come from signatures read by reference, published ones from the band stage's runs)."""
+    _set_mode(workspace, mode)
+    _near_copies(workspace, random.Random(13))
+    reference = _clone(workspace, tmp_path / "reference")
+    expected = build(reference, jobs=1, progress=False)
+    bands = 20 if mode == "verified" else 14
+    assert expected.tasks["near_buckets"]["tasks"] == bands
+    monkeypatch.setattr(near_buckets, "TASKS_PER_RANGE", 1)
+    monkeypatch.setattr(near_buckets, "ENTRIES_PER_CHUNK", 16)
+    cut = build(workspace, jobs=1, progress=False)
+    assert cut.tasks["near_buckets"]["tasks"] == bands * cut.tasks["documents"]["tasks"] >= bands * 2
+    assert _tree(cut.version.path) == _tree(expected.version.path)
+    stats = cut.version.manifest["steps"]["near_dedup"]
+    assert stats["signatures_loaded"] == 60 and stats["rejected_near_duplicate"] == 18
+    if mode == "fineweb":
+        texts = {row["id"]: row["text"] for kind in ("data", "rejected")
+                 for batch in cut.version.iter_batches(kind, columns=["id", "text"]) for row in batch.to_pylist()}
+        hasher = MinHasher(MinHashParams(14, 8))
+        for batch in cut.version.iter_batches("rejected"):
+            for row in batch.to_pylist():
+                detail = json.loads(row["reject_detail"])
+                pair = hasher.signatures([texts[row["id"]], texts[detail["duplicate_of"]]])
+                assert detail["jaccard"] == round(float(estimated_jaccard(*pair)), 4)
+
+
+def test_a_build_killed_in_the_merge_stage_resumes_there_to_the_same_bytes(workspace: Workspace, tmp_path: Path):
+    _near_copies(workspace, random.Random(14))
+    expected = build(_clone(workspace, tmp_path / "reference"), jobs=2, progress=False).version
+    work = workspace.state / "build" / "overton" / "v0002"
+    assert _kill_when(workspace, lambda: any((work / "buckets").glob("t-*.json")))
+    assert not (work / "near" / "t-00000.json").exists()
+    done = subprocess.run(_build_command(workspace), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tasks = json.loads(sorted(workspace.runs.glob("*-build.json"))[-1].read_text())["tasks"]
+    assert tasks["near_bands"]["done_before"] == tasks["near_bands"]["tasks"]
+    assert tasks["near_buckets"]["done_before"] >= 1 and tasks["near_clusters"]["done_before"] == 0
+    assert _tree(workspace.datasets / "overton" / "v0002") == _tree(expected.path)
+
+
+def test_the_cluster_stage_reads_only_the_documents_of_candidate_pairs(workspace: Workspace, monkeypatch):
+    rng = random.Random(15)
+    fresh = [french_text(rng, 400) for _ in range(40)]
+    twins = [" ".join(text.split()[:-12] + french_text(rng, 12).split()) for text in fresh[:5]]
+    records = [{"id": f"d{i:03d}", "text": text} for i, text in enumerate(fresh + twins)]
+    write_jsonl(workspace.root.parent / "docs.jsonl", records)
+    ingest(workspace, [workspace.root.parent / "docs.jsonl"], "speeches")
+    read = []
+
+    def live_rows(context, index, rows, columns):
+        read.append((tuple(columns), rows.tolist()))
+        return live_rows_of(context, index, rows, columns)
+
+    live_rows_of = near_clusters._live_rows
+    monkeypatch.setattr(near_clusters, "_live_rows", live_rows)
+    version = build(workspace, jobs=1, progress=False).version
+    stats = version.manifest["steps"]["near_dedup"]
+    assert stats["signatures_computed"] == 45 and stats["candidate_pairs"] == 5
+    assert stats["documents_loaded"] == stats["texts_read"] == 10 and stats["rejected_near_duplicate"] == 5
+    loaded: dict[tuple[str, ...], list[int]] = {}
+    for columns, rows in read:
+        loaded[columns] = sorted(loaded.get(columns, []) + rows)
+    assert loaded == {("id", "source", "published_at"): [0, 1, 2, 3, 4, 40, 41, 42, 43, 44],
+                      ("text",): [0, 1, 2, 3, 4, 40, 41, 42, 43, 44]}
