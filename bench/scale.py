@@ -14,6 +14,18 @@ Every build's version folder must hold the same bytes (sha256 of every file, man
 benchmark fails otherwise. MB are 10^6 bytes of input files; MB/s is input MB / wall seconds; Ray's
 overhead is its wall time minus ``local -j 2``'s.
 
+Then the memory of each dedup stage per document, at two corpus sizes: the paragraphs of the 2013 sittings
+(``--format lines --split block``, about 39,000 documents, every one distinct) and the paragraphs of the first
+half of those files. Each build runs in this process with an executor that runs every task of the copies,
+exact dedup and near-dedup stages in a fresh process of its own and samples its anonymous memory (``RssAnon``,
+so the memory-mapped band files, which are page cache, do not count) every 5 ms; a stage's figure is its
+largest task's growth over what the process held before the task. Bytes per document divide it by the
+documents the stage sees (all of them for copies and exact dedup, those exact dedup kept for near-dedup); the
+two sizes give a line (fixed + per-document) that is extrapolated, for the stages of one task over the whole
+build, to the seed corpus (2 GB) and to 1 TB of text
+with documents of 7,720 bytes (the mean of the real speeches of ``bench/cleaning.py``; paragraphs are far
+smaller, so the measured sizes hold many documents for their megabytes).
+
 Run: ``python bench/scale.py [--repeat N] [--keep]`` (Ray: ``pip install -e '.[ray]'``). Prints a markdown
 table and writes ``bench/results/scale.json``.
 """
@@ -30,9 +42,111 @@ from pathlib import Path
 from typing import Any
 
 from common import measure, save_results
-from ingest_build import CORPORA, MB, missing_corpora, overton_command, prepare_inputs
+from ingest_build import CORPORA, DATA, MB, missing_corpora, overton_command, prepare_inputs
 
 RAY_START_STOP = "import ray; ray.init(num_cpus=2, include_dashboard=False); ray.shutdown()"
+#: The dedup stages, by module: one task each over the whole build (extrapolated), or one task per document
+#: task (bands) or per band and key range read in chunks of at most 2^22 keys (buckets), bounded by design.
+DEDUP_STAGES = {"copies": "copies", "exact_dedup": "exact dedup", "near_bands": "near bands",
+                "near_buckets": "near buckets", "near_clusters": "near clusters"}
+BOUNDED = {"near_bands", "near_buckets"}
+PARAGRAPHS = DATA / "assemblee-2013" / "txt"
+EXTRAPOLATE_MB = {"seed corpus, 2 GB": 2_000, "1 TB": 1_000_000}
+#: Documents at the extrapolated sizes: the mean of the real speeches and sittings of bench/cleaning.py (the seed's
+#: 2 GB is then about 259,000 documents), every one assumed to reach near-dedup.
+MEAN_DOCUMENT_BYTES = 7_720
+
+
+def _rss_anon() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _measured_task(call, results) -> None:
+    """In a fresh process: one task, and the most anonymous memory it added (sampled every 5 ms)."""
+    import threading
+
+    from overton.pipelines.executor.base import run_marked
+
+    base, peak, done = _rss_anon(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss_anon())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    run_marked(call)
+    done.set()
+    sampler.join()
+    results.put(max(peak[0], _rss_anon()) - base)
+
+
+def measuring_executor():
+    """An executor that runs the dedup stages' tasks each in a fresh process, recording their memory."""
+    import multiprocessing
+
+    from overton.pipelines.executor import Executor
+
+    class Measuring(Executor):
+        def __init__(self) -> None:
+            self.peaks: dict[str, int] = {}
+
+        def map(self, fn, items):
+            spawn = multiprocessing.get_context("spawn")
+            for item in items:
+                stage = item[0].__module__.rsplit(".", 1)[-1]
+                if stage not in DEDUP_STAGES:
+                    yield fn(item)
+                    continue
+                results = spawn.Queue()
+                process = spawn.Process(target=_measured_task, args=(item, results))
+                process.start()
+                grown = results.get()
+                process.join()
+                if process.exitcode:
+                    raise RuntimeError(f"a {stage} task failed")
+                self.peaks[stage] = max(self.peaks.get(stage, 0), grown)
+                yield None
+
+    return Measuring()
+
+
+def dedup_memory(tmp: Path) -> dict[str, Any]:
+    """Each dedup stage's memory per document at two sizes, and the extrapolation (see the module docstring)."""
+    from overton.corpus.workspace import Workspace
+    from overton.pipelines.build import build
+    from overton.spiders.ingest import ingest
+
+    files = sorted(PARAGRAPHS.glob("*.txt"))
+    sizes = []
+    for name, chosen in (("half", files[: len(files) // 2]), ("whole", files)):
+        workspace = Workspace.init(tmp / f"memory-{name}")
+        settings = workspace.settings_path.read_text()  # many document tasks, as a large corpus has
+        workspace.settings_path.write_text(settings.replace("row_group_mb = 8", "row_group_mb = 1"))
+        ingest(workspace, chosen, "assemblee-2013", fmt="lines", split="block", profile="debate")
+        executor = measuring_executor()
+        version = build(workspace, progress=False, executor=executor).version
+        counts = version.manifest["counts"]
+        near = counts["input"] - sum(n for reason, n in counts["reasons"].items() if reason != "near_duplicate")
+        sizes.append({"corpus": name, "mb": round(sum(p.stat().st_size for p in chosen) / MB, 2),
+                      "documents": counts["input"], "near_dedup_documents": near, "stages": executor.peaks})
+        shutil.rmtree(workspace.root)
+    half, whole = sizes
+    rows = []
+    for stage, label in DEDUP_STAGES.items():
+        key = "near_dedup_documents" if stage.startswith("near") else "documents"
+        per_doc = (whole["stages"][stage] - half["stages"][stage]) / max(whole[key] - half[key], 1)
+        fixed = whole["stages"][stage] - per_doc * whole[key]
+        docs_per_mb = MB / MEAN_DOCUMENT_BYTES
+        row = {"stage": label, **{f"{s['corpus']}_bytes_per_doc": round(s["stages"][stage] / max(s[key], 1))
+                                  for s in sizes}, "slope_bytes_per_doc": round(per_doc)}
+        for corpus, mb in EXTRAPOLATE_MB.items():
+            row[corpus] = None if stage in BOUNDED else round(max(fixed + per_doc * docs_per_mb * mb, 0) / MB)
+        rows.append(row)
+    return {"sizes": sizes, "rows": rows}
 
 
 def version_digest(workspace: Path) -> dict[str, str]:
@@ -96,8 +210,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nRay's overhead over local -j 2: {overhead} s, of which {seconds['ray start+stop alone']} s "
                   "start and stop a cluster")
         print(f"byte-identical to local -j 1: {identical}")
+        memory = dedup_memory(tmp)
+        print("\n| corpus | MB | documents | reaching near-dedup |\n|---|---|---|---|")
+        for size in memory["sizes"]:
+            print(f"| {size['corpus']} | {size['mb']} | {size['documents']} | {size['near_dedup_documents']} |")
+        columns = ["half_bytes_per_doc", "whole_bytes_per_doc", "slope_bytes_per_doc", *EXTRAPOLATE_MB]
+        print("\n| stage (largest task) | bytes/doc, half | bytes/doc, whole | bytes/doc, slope | "
+              + " | ".join(f"MB at {corpus}" for corpus in EXTRAPOLATE_MB) + " |")
+        print("|---|" + "---|" * len(columns))
+        for row in memory["rows"]:
+            print(f"| {row['stage']} | " + " | ".join("bounded" if row[c] is None else f"{row[c]:,}" for c in columns)
+                  + " |")
         save_results("scale", argv, {"input_mb": round(mb, 2), "repeat": args.repeat, "rows": rows,
-                                     "ray_overhead_s": overhead, "identical": identical})
+                                     "ray_overhead_s": overhead, "identical": identical, "dedup_memory": memory})
         return 0 if all(identical.values()) else 1
     finally:
         if args.keep:

@@ -211,13 +211,16 @@ def run_stages(workspace: Workspace, plan: dict[str, Any], first: list[Stage], s
     return manifest, report
 
 
-def executor_for(config: Config, jobs: int | None, executor: str | None, address: str | None) -> Executor:
-    """The executor the command line asks for, else the one ``[build]`` names."""
+def executor_for(config: Config, jobs: int | None, executor: str | Executor | None, address: str | None) -> Executor:
+    """The executor the command line asks for (or one given as it is: a benchmark's), else the one ``[build]``
+    names."""
+    if isinstance(executor, Executor):
+        return executor
     return make_executor(executor or config.build.executor, config.build.jobs if jobs is None else jobs,
                          address if address is not None else (config.build.address or None))
 
 
-def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, executor: str | None = None,
+def build(workspace: Workspace, jobs: int | None = None, progress: bool = True, executor: str | Executor | None = None,
           address: str | None = None) -> BuildResult:
     """Build the next version from raw runs not yet in any version; resume an interrupted one."""
     config = workspace.config()
