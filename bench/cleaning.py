@@ -83,7 +83,7 @@ MIN_DOC, MAX_DOC = 2_000, 20_000  # bytes; document sizes drawn log-uniformly be
 MIN_WORDS = 300  # originals of injected pairs have at least this many words
 BATCH_BYTES = 8 * MB  # like the ingest's row groups
 SEED = 20261126
-TARGET_MB_S = 2.0  # end to end, per core
+TARGET_MB_S = 5.0  # the build, raw documents to a version with every step on, per core
 #: overton's rows: [near_dedup] settings of each (the defaults but for these), and the share of the corpus it gets
 OVERTON = {"overton": ({}, 1.0), "overton-0.7": ({"threshold": 0.7}, 1.0),
            "overton-fineweb": ({"mode": "fineweb"}, 1.0), "overton-half": ({}, 0.5)}
@@ -1066,7 +1066,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
         "end_to_end": e2e,
         "end_to_end_target_mb_per_s_per_core": TARGET_MB_S,
-        "end_to_end_meets_target": all(r["mb_per_s_per_core"] >= TARGET_MB_S for r in e2e if r["mb"]) if e2e else None,
+        "end_to_end_meets_target": all(r["mb_per_s_per_core"] >= TARGET_MB_S for r in e2e
+                                       if r["stage"].startswith("build")) if e2e else None,
         "pairs": pairs,
         "warnings": warnings,
         "seconds": round(time.perf_counter() - started, 1),
