@@ -254,22 +254,7 @@ def test_a_killed_build_on_a_parent_reruns_to_the_bytes_of_an_uninterrupted_one(
                                                                                 tmp_path: Path):
     """Near copies of the parent's documents and of one another, verified from their texts: SIGKILL in the
     finalizer, rerun, and the version is byte-identical to an uninterrupted build's."""
-    rng = random.Random(12)
-    old = [{"id": f"old{i:03d}", "text": french_text(rng, 400)} for i in range(120)]
-    write_jsonl(workspace.root.parent / "old.jsonl", old)
-    ingest(workspace, [workspace.root.parent / "old.jsonl"], "speeches")
-    build(workspace, jobs=1, progress=False)
-
-    def variant(text: str) -> str:
-        words = text.split()
-        return " ".join(words[:-12] + french_text(rng, 12).split())
-
-    fresh = [french_text(rng, 400) for _ in range(40)]
-    new = ([{"id": f"copy{i:03d}", "text": variant(old[i]["text"])} for i in range(0, 120, 6)]
-           + [{"id": f"new{i:03d}", "text": text} for i, text in enumerate(fresh)]
-           + [{"id": f"twin{i:03d}", "text": variant(fresh[i])} for i in range(0, 40, 4)])
-    write_jsonl(workspace.root.parent / "new.jsonl", new)
-    ingest(workspace, [workspace.root.parent / "new.jsonl"], "speeches")
+    _near_copies(workspace, random.Random(12), published=120, fresh=40, runs=1)
     reference = _clone(workspace, tmp_path / "reference")
     expected = build(reference, jobs=2, progress=False).version
     stats = expected.manifest["steps"]["near_dedup"]
@@ -284,9 +269,10 @@ def test_a_killed_build_on_a_parent_reruns_to_the_bytes_of_an_uninterrupted_one(
     assert _tree(version) == _tree(expected.path)
 
 
-def _near_copies(workspace: Workspace, rng: random.Random) -> None:
-    """A published version, then two raw runs of near copies of its documents, of one another, and others."""
-    old = [{"id": f"old{i:03d}", "text": french_text(rng, 400)} for i in range(60)]
+def _near_copies(workspace: Workspace, rng: random.Random, published: int = 60, fresh: int = 30,
+                 runs: int = 2) -> None:
+    """A published version, then ``runs`` raw runs of near copies of its documents, of one another, and others."""
+    old = [{"id": f"old{i:03d}", "text": french_text(rng, 400)} for i in range(published)]
     write_jsonl(workspace.root.parent / "old.jsonl", old)
     ingest(workspace, [workspace.root.parent / "old.jsonl"], "speeches")
     build(workspace, jobs=1, progress=False)
@@ -295,12 +281,13 @@ def _near_copies(workspace: Workspace, rng: random.Random) -> None:
         words = text.split()
         return " ".join(words[:-12] + french_text(rng, 12).split())
 
-    fresh = [french_text(rng, 400) for _ in range(30)]
-    new = ([{"id": f"copy{i:03d}", "text": variant(old[i]["text"])} for i in range(0, 60, 6)]
-           + [{"id": f"new{i:03d}", "text": text} for i, text in enumerate(fresh)]
-           + [{"id": f"twin{i:03d}", "text": variant(fresh[i])} for i in range(0, 30, 4)])
-    for name, part in (("new.jsonl", new[::2]), ("new2.jsonl", new[1::2])):
-        write_jsonl(workspace.root.parent / name, part)
+    texts = [french_text(rng, 400) for _ in range(fresh)]
+    new = ([{"id": f"copy{i:03d}", "text": variant(old[i]["text"])} for i in range(0, published, 6)]
+           + [{"id": f"new{i:03d}", "text": text} for i, text in enumerate(texts)]
+           + [{"id": f"twin{i:03d}", "text": variant(texts[i])} for i in range(0, fresh, 4)])
+    for run in range(runs):
+        name = f"new{run or ''}.jsonl"
+        write_jsonl(workspace.root.parent / name, new[run::runs])
         ingest(workspace, [workspace.root.parent / name], "speeches")
 
 
