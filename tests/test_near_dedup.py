@@ -8,10 +8,13 @@ import os
 import random
 import re
 import subprocess
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from datasketch import MinHash
 
@@ -20,7 +23,7 @@ from overton.corpus.workspace import Workspace
 from overton.pipelines import dedup_near
 from overton.pipelines.build import build, near_dedup_step, parameters
 from overton.pipelines.dedup_near import Candidates, NearDedup, in_memory
-from overton.pipelines.minhash import MinHasher, MinHashParams, estimated_jaccard, fold_words
+from overton.pipelines.minhash import MinHasher, MinHashParams, _split, estimated_jaccard, fold_words
 from overton.pipelines.stages import near_buckets, near_clusters
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, write_jsonl
@@ -39,6 +42,32 @@ def test_folding_ignores_case_diacritics_and_punctuation():
     words, lengths = fold_words(["L'État, c'est NOUS !", "l etat c est nous", "", "..."])
     assert words.to_pylist() == ["l", "etat", "c", "est", "nous"] * 2
     assert lengths.tolist() == [5, 5, 0, 0]
+
+
+def test_folding_on_bytes_is_the_definition():
+    """Words are cut on the UTF-8 bytes and only the distinct ones folded; the definition folds each whole text
+    (NFD, lower case, non-spacing marks removed) and splits it with RE2. Same words on accents precomposed or
+    not, lone marks, Greek, Hangul, ligatures, astral characters, and Tamil's AU (a letter and a spacing mark,
+    which the byte path leaves to the definition)."""
+    def definition(texts: list[str]) -> list[list[str]]:
+        folded = pc.replace_substring_regex(
+            pc.utf8_lower(pa.array([unicodedata.normalize("NFD", t) for t in texts], pa.string())), r"\p{Mn}+", "")
+        return [[w for w in words if w] for words in pc.split_pattern_regex(folded, r"[^\p{L}\p{N}]+").to_pylist()]
+
+    rng = random.Random(5)
+    alphabet = [*"abcXYZ09 ,'’-\n\t«", "É", "é", "e\u0301", "\u0301", "\u0345", "ΑΣ", "ς", "İ", "ß", "œ", "ﬁ", "Ω", "Å",
+                "½", "²", "한", "\u0915\u093c", "\U0001d15e", "\U0001f600", "\u00a0", "\u2009"]
+    tamil_au = "\u0b94"
+    batches = [["L'État, c'est NOUS !", "", "...", "\u0301", "a\u0301b", " \u0301 "]]
+    for with_tamil in (False, True) * 3:
+        letters = alphabet + [tamil_au] * with_tamil
+        batches.append(["".join(rng.choice(letters) for _ in range(rng.randint(0, 30))) for _ in range(300)])
+    for texts in batches:
+        words, lengths = fold_words(texts)
+        expected = definition(texts)
+        assert words.to_pylist() == [w for ws in expected for w in ws]
+        assert lengths.tolist() == [len(ws) for ws in expected]
+        assert (_split(texts) is None) == (tamil_au in "".join(texts))
 
 
 def test_signatures_are_datasketch_minhash():
