@@ -219,13 +219,19 @@ def test_top_n_gram_without_packed_sort_gives_the_same_values(monkeypatch: pytes
     assert packed["top_2gram"][1] > 0.5
 
 
-def test_grouping_falls_back_when_high_bits_collide():
-    """Keys equal in their high bits but different are still told apart (the exact slow path)."""
+def test_grouping_falls_back_when_high_bits_collide(monkeypatch):
+    """Keys equal in their high bits but different are still told apart (the exact slow path), segment by
+    segment of whole rows when the rows are cut into several."""
     keys = np.array([5 << 40 | 1, 5 << 40 | 2, 5 << 40 | 1, 7 << 40, 5 << 40 | 2], dtype=np.uint64)
-    order, same = quality._group(keys)
+    order, same = quality._group(keys, np.zeros(len(keys), np.int64))
     assert keys[order].tolist() == sorted(keys.tolist())
     assert order.tolist() == [0, 2, 1, 4, 3]
     assert same.tolist() == [False, True, False, True, False]
+    monkeypatch.setattr(quality, "_SEGMENT", 4)
+    rows = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    order, same = quality._group(np.concatenate([keys, keys]), rows)
+    assert order.tolist() == [0, 2, 1, 4, 3, 5, 7, 6, 9, 8]
+    assert same.tolist() == [False, True, False, True, False] * 2
 
 
 # --- stop words, elisions, tokens -------------------------------------------------------------
