@@ -36,7 +36,9 @@ _TRIM = " \n\u00a0\u202f"
 _BLOCKS = ("p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr", "table",
            "section", "article", "header", "footer")
 _DROP = ("script", "style", "noscript", "template")
-_SPACE_RUN = re.compile(r"[ \t\r\n\f\v]+")
+# Runs of white space that collapsing changes: a lone " " is left alone, not replaced by itself (most runs are
+# one space between two words, and a match costs more than the scan).
+_SPACE_RUN = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
 
 # The trailing provenance line of vie-publique speeches: "Source : ...", "Source https://...".
 _SOURCE_LINE = re.compile(r"^(?i:sources?)[ \u00a0\u202f]*(?::[ \u00a0\u202f]*|[ \u00a0](?=https?://|www\.))(\S.*)$")
