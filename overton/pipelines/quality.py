@@ -234,12 +234,16 @@ _M1, _M2, _STEP = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), 
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads the bits so rolling n-gram hashes do not collide by structure."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    """splitmix64's finaliser: spreads the bits so rolling n-gram hashes do not collide by structure.
+
+    Works in place (its callers pass a fresh array): two thirds of the temporary arrays of size n are saved.
+    """
+    x ^= x >> np.uint64(30)
+    x *= _M1
+    x ^= x >> np.uint64(27)
+    x *= _M2
+    x ^= x >> np.uint64(31)
+    return x
 
 
 class _Tokens:
@@ -318,7 +322,7 @@ def _group(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     packed = (keys >> bits) << bits | np.arange(len(keys), dtype=np.uint64)
     for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         packed[start:stop].sort()
-    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    order = (packed & ((np.uint64(1) << bits) - np.uint64(1))).view(np.int64)  # indexes: no copy needed
     sorted_keys = keys[order]
     same_as_previous = np.empty(len(keys), bool)
     np.equal(sorted_keys[1:], sorted_keys[:-1], out=same_as_previous[1:])
