@@ -146,7 +146,7 @@ def lexical_evidences(texts: Sequence[str]) -> list[Evidence]:
     encoded = tokens.dictionary_encode()
     codes = np.array(_word_codes(encoded.dictionary.to_pylist()), np.int64)
     counts = np.bincount(rows * _CODES + codes[encoded.indices.to_numpy()], minlength=len(texts) * _CODES)
-    return [_evidence(row) for row in counts.reshape(len(texts), _CODES).tolist()]
+    return _evidences(counts.reshape(len(texts), _CODES))
 
 
 _CLASS_COUNT = 2 + len(_FOREIGN_LANGUAGES)
@@ -227,16 +227,20 @@ def _tokens(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     return tokens, np.repeat(np.arange(len(texts)), per_text)
 
 
-def _evidence(counts: list[int]) -> Evidence:
-    words = sum(counts[:_NUMBER])
-    if not words:
-        return Evidence(0, 0.0, 0.0, UNDETERMINED)
-    foreign = counts[2:_CLASS_COUNT]
-    first, second = sorted(foreign)[-2:][::-1]
-    guess = UNDETERMINED
-    if first >= max(2, 0.15 * words) and first >= 2 * second:
-        guess = _FOREIGN_LANGUAGES[foreign.index(first)]
-    return Evidence(words, (counts[0] + 0.5 * counts[1] - sum(foreign)) / words, counts[0] / words, guess)
+def _evidences(counts: np.ndarray) -> list[Evidence]:
+    """The :class:`Evidence` of every row of word counts by code, computed for all rows at once (the same
+    float operations in the same order as one row at a time)."""
+    words = counts[:, :_NUMBER].sum(axis=1)
+    foreign = counts[:, 2:_CLASS_COUNT]
+    second, first = np.sort(foreign, axis=1)[:, -2:].T
+    guessed = (words > 0) & (first >= np.maximum(2, 0.15 * words)) & (first >= 2 * second)
+    guesses = np.where(guessed, np.argmax(foreign, axis=1), -1).tolist()  # argmax: the first of equal counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        french = (counts[:, 0] + 0.5 * counts[:, 1] - foreign.sum(axis=1)) / words
+        strong = counts[:, 0] / words
+    return [Evidence(n, f, s, _FOREIGN_LANGUAGES[g] if g >= 0 else UNDETERMINED) if n
+            else Evidence(0, 0.0, 0.0, UNDETERMINED)
+            for n, f, s, g in zip(words.tolist(), french.tolist(), strong.tolist(), guesses, strict=True)]
 
 
 # --- detectors ----------------------------------------------------------------------------------------
