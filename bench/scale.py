@@ -15,16 +15,16 @@ benchmark fails otherwise. MB are 10^6 bytes of input files; MB/s is input MB / 
 overhead is its wall time minus ``local -j 2``'s.
 
 Then the memory of each dedup stage per document, at two corpus sizes: the paragraphs of the 2013 sittings
-(``--format lines --split block``, about 39,000 documents, every one distinct) and the paragraphs of the first
-half of those files. Each build runs in this process with an executor that runs every task of the copies,
-exact dedup and near-dedup stages in a fresh process of its own and samples its anonymous memory (``RssAnon``,
-so the memory-mapped band files, which are page cache, do not count) every 5 ms; a stage's figure is its
-largest task's growth over what the process held before the task. Bytes per document divide it by the
-documents the stage sees (all of them for copies and exact dedup, those exact dedup kept for near-dedup); the
-two sizes give a line (fixed + per-document) that is extrapolated, for the stages of one task over the whole
-build, to the seed corpus (2 GB) and to 1 TB of text
-with documents of 7,720 bytes (the mean of the real speeches of ``bench/cleaning.py``; paragraphs are far
-smaller, so the measured sizes hold many documents for their megabytes).
+(``--format lines --split block``) and the sentences of the 2016-2017 ones (``--split line``), about 183,000
+documents, and the same from the first half of each corpus's files. Each build runs in this process with an
+executor that runs every task of the copies, exact dedup and near-dedup stages in a fresh process of its own and
+samples its anonymous memory (``RssAnon``, so the memory-mapped band files, which are page cache, do not count)
+every 5 ms; a stage's figure is its largest task's growth over what the process held before the task. Bytes per
+document divide it by the documents the stage sees (all of them for copies and exact dedup, those exact dedup
+kept for near-dedup); the two sizes give a line (fixed + per-document) that is extrapolated, for the stages of
+one task over the whole build, to the seed corpus (2 GB) and to 1 TB of text with documents of 7,720 bytes (the
+mean of the real speeches of ``bench/cleaning.py``; sentences and paragraphs are far smaller, so the measured
+sizes hold many documents for their megabytes).
 
 Run: ``python bench/scale.py [--repeat N] [--keep]`` (Ray: ``pip install -e '.[ray]'``). Prints a markdown
 table and writes ``bench/results/scale.json``.
@@ -50,7 +50,9 @@ RAY_START_STOP = "import ray; ray.init(num_cpus=2, include_dashboard=False); ray
 DEDUP_STAGES = {"copies": "copies", "exact_dedup": "exact dedup", "near_bands": "near bands",
                 "near_buckets": "near buckets", "near_clusters": "near clusters"}
 BOUNDED = {"near_bands", "near_buckets"}
-PARAGRAPHS = DATA / "assemblee-2013" / "txt"
+#: Many small distinct documents: the paragraphs of the 2013 sittings and the sentences of the 2016-2017 ones.
+PARAGRAPHS = (("assemblee-2013", DATA / "assemblee-2013" / "txt", "block"),
+              ("assemblee-sentences", DATA / "assemblee-sentences-2016-2017", "line"))
 EXTRAPOLATE_MB = {"seed corpus, 2 GB": 2_000, "1 TB": 1_000_000}
 #: Documents at the extrapolated sizes: the mean of the real speeches and sittings of bench/cleaning.py (the seed's
 #: 2 GB is then about 259,000 documents), every one assumed to reach near-dedup.
@@ -120,19 +122,23 @@ def dedup_memory(tmp: Path) -> dict[str, Any]:
     from overton.pipelines.build import build
     from overton.spiders.ingest import ingest
 
-    files = sorted(PARAGRAPHS.glob("*.txt"))
     sizes = []
-    for name, chosen in (("half", files[: len(files) // 2]), ("whole", files)):
+    for name, share in (("half", 0.5), ("whole", 1.0)):
         workspace = Workspace.init(tmp / f"memory-{name}")
         settings = workspace.settings_path.read_text()  # many document tasks, as a large corpus has
         workspace.settings_path.write_text(settings.replace("row_group_mb = 8", "row_group_mb = 1"))
-        ingest(workspace, chosen, "assemblee-2013", fmt="lines", split="block", profile="debate")
+        mb = 0.0
+        for source, folder, split in PARAGRAPHS:
+            files = sorted(folder.glob("*.txt"))
+            chosen = files[: round(len(files) * share)]
+            ingest(workspace, chosen, source, fmt="lines", split=split, profile="debate")
+            mb += sum(p.stat().st_size for p in chosen) / MB
         executor = measuring_executor()
         version = build(workspace, progress=False, executor=executor).version
         counts = version.manifest["counts"]
         near = counts["input"] - sum(n for reason, n in counts["reasons"].items() if reason != "near_duplicate")
-        sizes.append({"corpus": name, "mb": round(sum(p.stat().st_size for p in chosen) / MB, 2),
-                      "documents": counts["input"], "near_dedup_documents": near, "stages": executor.peaks})
+        sizes.append({"corpus": name, "mb": round(mb, 2), "documents": counts["input"], "near_dedup_documents": near,
+                      "stages": executor.peaks})
         shutil.rmtree(workspace.root)
     half, whole = sizes
     rows = []
