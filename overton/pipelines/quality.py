@@ -26,7 +26,7 @@ The definitions follow datatrove's ``GopherQualityFilter``, ``GopherRepetitionFi
   paragraphs with ``\\n\\n``, so every line rule counts *non-empty* lines (otherwise blank lines would
   halve the line-punctuation ratio and double the newline ratio).
 
-Speed (the build must stay above 2 MB/s per core): tokenising, token features and line features run
+Speed (the build aims at 5 MB/s per core): tokenising, token features and line features run
 vectorised over the whole batch (RE2 through ``pyarrow.compute``; per-token features are computed once
 per distinct token); n-grams are 64-bit rolling hashes grouped by numpy sorts of a few rows at a time
 (small enough to stay in the CPU's cache), and each length only looks at the positions whose shorter
