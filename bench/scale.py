@@ -45,11 +45,14 @@ from common import measure, save_results
 from ingest_build import CORPORA, DATA, MB, missing_corpora, overton_command, prepare_inputs
 
 RAY_START_STOP = "import ray; ray.init(num_cpus=2, include_dashboard=False); ray.shutdown()"
-#: The dedup stages, by module: one task each over the whole build (extrapolated), or one task per document
-#: task (bands) or per band and key range read in chunks of at most 2^22 keys (buckets), bounded by design.
+#: The dedup stages, by module: one task over the whole build (copies, near clusters: extrapolated), one task per
+#: key range (exact dedup: extrapolated up to a range's documents), or one task per document task (bands) or per
+#: band and key range read in chunks of at most 2^22 keys (buckets), bounded by design.
 DEDUP_STAGES = {"copies": "copies", "exact_dedup": "exact dedup", "near_bands": "near bands",
                 "near_buckets": "near buckets", "near_clusters": "near clusters"}
 BOUNDED = {"near_bands", "near_buckets"}
+#: Exact dedup's tasks hold one key range each: the documents of 1024 document tasks of 8 MB row groups.
+RANGE_DOCUMENTS = {"exact_dedup": 1024 * 8 * MB / 7_720}
 #: Many small distinct documents: the paragraphs of the 2013 sittings and the sentences of the 2016-2017 ones.
 PARAGRAPHS = (("assemblee-2013", DATA / "assemblee-2013" / "txt", "block"),
               ("assemblee-sentences", DATA / "assemblee-sentences-2016-2017", "line"))
@@ -150,7 +153,8 @@ def dedup_memory(tmp: Path) -> dict[str, Any]:
         row = {"stage": label, **{f"{s['corpus']}_bytes_per_doc": round(s["stages"][stage] / max(s[key], 1))
                                   for s in sizes}, "slope_bytes_per_doc": round(per_doc)}
         for corpus, mb in EXTRAPOLATE_MB.items():
-            row[corpus] = None if stage in BOUNDED else round(max(fixed + per_doc * docs_per_mb * mb, 0) / MB)
+            documents = min(docs_per_mb * mb, RANGE_DOCUMENTS.get(stage, float("inf")))
+            row[corpus] = None if stage in BOUNDED else round(max(fixed + per_doc * documents, 0) / MB)
         rows.append(row)
     return {"sizes": sizes, "rows": rows}
 

@@ -20,7 +20,7 @@ from overton.cli import main
 from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
 from overton.pipelines.build import build
-from overton.pipelines.stages import copies
+from overton.pipelines.stages import copies, exact_dedup
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, shared_file, write_jsonl
 
@@ -179,6 +179,33 @@ def test_exact_copies_are_measured_once_and_inherit_what_their_original_got(work
     # documents a step measured: the original of each copy, never the copy
     assert manifest["steps"]["normalize"]["chars_removed"] < full["steps"]["normalize"]["chars_removed"]
     assert full["steps"]["quality"]["measured"] - manifest["steps"]["quality"]["measured"] > 100
+
+
+def test_exact_dedup_in_many_key_ranges_decides_what_one_range_does(workspace: Workspace, tmp_path: Path,
+                                                                     monkeypatch):
+    _synthetic_corpus(workspace, documents=800)
+    rng = random.Random(5)
+    # the same ids with other texts (duplicate_id), and texts of the first run under new ids (exact_duplicate)
+    _ingest(workspace, "alpha", [{"id": f"{i:05d}", "text": _text(rng, 300)} for i in range(0, 400, 7)], "again.jsonl")
+    ranged = _clone(workspace, tmp_path / "ranged")
+    one = build(workspace, jobs=1, progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(exact_dedup, "TASKS_PER_RANGE", 1)  # a range per document task
+        many = build(ranged, jobs=1, progress=False)
+    assert many.tasks["exact_hash"]["tasks"] == many.tasks["documents"]["tasks"] > 3
+    assert one.tasks["exact_hash"]["tasks"] == 1
+    reasons = one.version.manifest["counts"]["reasons"]
+    assert reasons["duplicate_id"] > 20 and reasons["exact_duplicate"] > 50
+    assert _tree(one.version.path) == _tree(many.version.path)
+
+    texts = [row["text"] for row in _rows(one.version, "data")[:30]]  # a next version: copies of published texts
+    _ingest(workspace, "beta", [{"id": f"n{i}", "text": text} for i, text in enumerate(texts)], "next.jsonl")
+    ranged = _clone(workspace, tmp_path / "ranged-next")
+    again = build(workspace, jobs=1, progress=False).version
+    with monkeypatch.context() as patch:
+        patch.setattr(exact_dedup, "TASKS_PER_RANGE", 1)
+        assert _tree(build(ranged, jobs=1, progress=False).version.path) == _tree(again.path)
+    assert again.manifest["added"]["reasons"] == {"exact_duplicate": 30}
 
 
 def test_a_raw_text_changed_behind_its_content_sha256_is_refused_not_inherited(workspace: Workspace, capsys):

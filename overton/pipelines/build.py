@@ -10,7 +10,9 @@ processes or Ray) in the work folder ``state/build/<name>/<version>/``:
    language, quality, PII) and MinHash signatures, on the documents that copy no earlier one.
 3. **Inherit** (many tasks, in parallel): the copies get what their originals got.
 4. **Parent** (one task): the version folder, the parent's files linked in and checked before anything reads them.
-5. **Exact dedup** (one task): on the normalised text, then on the id, against the parent version too.
+5. **Exact dedup**, against the parent version too, in three stages: the texts' winners (one task per range of
+   text digests), the ids' winners among them (one task per range of id digests), and the decisions of each
+   document task's rows (one task per document task).
 6. **Near dedup**, when enabled, against every published version, in three stages: **bands** (one task per
    document task, and one for the published documents: each band's keys, sorted, in files), **buckets** (one
    task per band and key range: the candidate pairs of its buckets) and **clusters** (one task: the pairs
@@ -101,7 +103,9 @@ def stages(plan: dict[str, Any], first: list[Stage]) -> list[Stage]:
             ] if near_dedup_step(plan["parameters"]) else []
     return [*first,
             Stage("parent", shards.link, folder=shards.LINK),
-            Stage("exact_dedup", exact_dedup.run, folder=exact_dedup.NAME),
+            Stage("exact_hash", exact_dedup.run_hash, exact_dedup.tasks(plan)),
+            Stage("exact_id", exact_dedup.run_id, exact_dedup.tasks(plan)),
+            Stage("exact_dedup", exact_dedup.run, plan["tasks"], folder=exact_dedup.NAME),
             *near,
             Stage("shards", shards.run, folder=shards.NAME)]
 

@@ -6,8 +6,9 @@ win, then preferred ones (in a refilter, those its parent version kept); among t
 wins, then the earliest position in the build order, so the result does not depend on how work was
 split or in which order tasks finished.
 
-It is a step that needs every document before it can decide: :meth:`ExactDedup.index` is fed the
-whole stream once, then :meth:`ExactDedup.apply` is fed the same stream in the same order. Keys are
+It is a step that needs every document of its keys before it can decide: :meth:`ExactDedup.index` is fed the
+stream once, then :meth:`ExactDedup.apply` is fed the same stream in the same order (the build gives each task
+one range of keys: :mod:`overton.pipelines.stages.exact_dedup`). Keys are
 held as 16-byte digests, so memory is a few dozen bytes per distinct document.
 """
 
@@ -23,7 +24,7 @@ from overton.pipelines.step import Step
 _EARLIER, _PREFERRED, _OTHER = -1, 0, 1  # documents of the parent version come before every new one
 
 
-def _digest(key: str) -> bytes:
+def digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
 
 
@@ -35,13 +36,13 @@ class ExactDedup(Step):
         self.reason = reason
         # key -> (rank, id, position) of its winner
         self._winner: dict[bytes, tuple[int, str, int]] = {
-            _digest(key): (_EARLIER, doc_id, -1) for key, doc_id in known}
+            digest(key): (_EARLIER, doc_id, -1) for key, doc_id in known}
         self._indexed = 0
         self._applied = 0
 
     def _pairs(self, batch: pa.RecordBatch) -> Iterable[tuple[bytes, str]]:
         keys = batch.column(self.key_column).to_pylist()
-        return zip(map(_digest, keys), batch.column("id").to_pylist(), strict=True)
+        return zip(map(digest, keys), batch.column("id").to_pylist(), strict=True)
 
     def index(self, batch: pa.RecordBatch, preferred: bool = False) -> None:
         """First pass: remember the winner of every key."""
@@ -62,8 +63,3 @@ class ExactDedup(Step):
             self._applied += 1
             rejections.append(None if kept else (self.reason, {"duplicate_of": winner}))
         return self.reject(batch, rejections)
-
-    def rewind(self) -> None:
-        """Start the apply pass over (when a decision pass had to look ahead)."""
-        self._applied = 0
-        self.stats.clear()

@@ -5,7 +5,8 @@
    task per raw row group.
 3. :mod:`~overton.pipelines.stages.inherit`: the copies take what their originals got, one task per raw row group.
 4. :func:`~overton.pipelines.stages.shards.link`: the version folder with the parent's files, one task.
-5. :mod:`~overton.pipelines.stages.exact_dedup`: exact duplicates of text and id, one task.
+5. :mod:`~overton.pipelines.stages.exact_dedup`: exact duplicates of text, then of id, one task per key range
+   each, and the decisions, one task per document task.
 6. Near-duplicate clusters (``[near_dedup]``, settings and replay in :mod:`~overton.pipelines.stages.near_dedup`):
    :mod:`~overton.pipelines.stages.near_bands`, sorted band keys, one task per document task and one for the
    published documents; :mod:`~overton.pipelines.stages.near_buckets`, candidate pairs, one task per band and

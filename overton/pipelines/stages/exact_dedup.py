@@ -1,10 +1,21 @@
-"""The exact dedup stage, one task: exact dedup over the whole build, on the normalised text and then on the id.
+"""The exact dedup stages: exact dedup over the whole build, on the normalised text and then on the id.
 
-Reads only the dedup columns of the document tasks' files (and the keys of the parent version, whose
-documents win every tie). Writes, per document task, ``exact/t-NNNNN.parquet``: for each of that
-task's live rows in file order, the step that rejected it (``dedup_content_sha256``, ``dedup_id`` or
-null), the reason and the detail. The shard stage replays these decisions row by row
-(:class:`Replayed`), so it never holds the dedup index.
+Three stages, so that no task holds the keys of the whole build:
+
+1. ``exact_hash``, one task per range of text digests: the winner of every text in its range (reading only the
+   dedup columns of the document tasks' files, and the keys of the parent version, whose documents win every
+   tie), and ``keys/hash-NNNNN.parquet``: the (task, row) of each loser in its range and the id it duplicates;
+2. ``exact_id``, one task per range of id digests, the same for ids among the texts' winners
+   (``keys/id-NNNNN.parquet``);
+3. ``exact_dedup``, one task per document task: ``exact/t-NNNNN.parquet``, for each of that task's live rows
+   in file order, the step that rejected it (``dedup_content_sha256``, ``dedup_id`` or null), the reason and
+   the detail. The shard stage replays these decisions row by row (:class:`Replayed`), so it never holds an
+   index either.
+
+A range covers the documents of :data:`TASKS_PER_RANGE` document tasks (about a million at 8 MB row
+groups), whose keys one task holds (:class:`~overton.pipelines.dedup_exact.ExactDedup`: a few hundred bytes
+each). A key's winner depends only on the documents of that key, in build order, so the ranges decide what one
+task over everything would.
 """
 
 from __future__ import annotations
@@ -14,67 +25,143 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from overton.corpus.atomic import atomic_path
 from overton.corpus.dataset import Version
-from overton.pipelines.dedup_exact import ExactDedup
+from overton.pipelines.dedup_exact import ExactDedup, digest
 from overton.pipelines.executor import Context
 from overton.pipelines.stages.work import document_tasks, live_batches
 from overton.pipelines.step import Rejection, Step
 
 NAME = "exact"
+KEYS = "keys"
+#: Document tasks per key range: a range task holds the keys of their documents.
+TASKS_PER_RANGE = 1024
 _COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
 _DECISIONS = pa.schema([("step", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+_LOSERS = pa.schema([("row", pa.int64()), ("duplicate_of", pa.string())])  # row: task << 32 | live row
 
 
 def steps() -> tuple[ExactDedup, ExactDedup]:
     return ExactDedup("content_sha256", "exact_duplicate"), ExactDedup("id", "duplicate_id")
 
 
+def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of each key-range stage."""
+    ranges = max(1, -(-len(plan["tasks"]) // TASKS_PER_RANGE))
+    return [{"index": part, "ranges": ranges} for part in range(ranges)]
+
+
 def decisions_path(context: Context, index: int) -> Path:
     return Path(context.work) / NAME / f"t-{index:05d}.parquet"
 
 
+def losers_path(context: Context, kind: str, index: int) -> Path:
+    return Path(context.work) / KEYS / f"{kind}-{index:05d}.parquet"
+
+
+def _in_range(keys: list[str], task: dict[str, Any]) -> np.ndarray:
+    """Which keys fall in the range of ``task``: by the first 4 bytes of their digest."""
+    heads = np.array([int.from_bytes(digest(key)[:4], "big") for key in keys], np.uint64)
+    return (heads * np.uint64(task["ranges"]) >> np.uint64(32)) == np.uint64(task["index"])
+
+
+def _rows(context: Context, exclude: np.ndarray | None = None) -> Iterator[tuple[pa.RecordBatch, np.ndarray, bool]]:
+    """Every live row of the build, batch by batch in build order, with its (task << 32 | live row) and whether its
+    task is preferred; without the rows in ``exclude`` (sorted)."""
+    for t in document_tasks(context):
+        start = 0
+        for live in live_batches(context, t["index"], _COLUMNS):
+            rows = (np.int64(t["index"]) << np.int64(32)) + np.arange(start, start + live.num_rows, dtype=np.int64)
+            start += live.num_rows
+            if exclude is not None and len(exclude):
+                at = np.minimum(np.searchsorted(exclude, rows), len(exclude) - 1)
+                keep = exclude[at] != rows
+                live, rows = live.filter(pa.array(keep)), rows[keep]
+            yield live, rows, bool(t.get("preferred"))
+
+
+def _decide(context: Context, task: dict[str, Any], step: ExactDedup, kind: str,
+            exclude: np.ndarray | None) -> dict[str, Any]:
+    """One key range of ``step``: index its rows, then write the losers."""
+    def chosen() -> Iterator[tuple[pa.RecordBatch, np.ndarray, bool]]:
+        for live, rows, preferred in _rows(context, exclude):
+            mask = _in_range(live.column(step.key_column).to_pylist(), task)
+            yield live.filter(pa.array(mask)), rows[mask], preferred
+
+    for live, _, preferred in chosen():
+        step.index(live, preferred)
+    lost, of = [], []
+    for live, rows, _ in chosen():
+        decided = step.apply(live)
+        dead = pc.is_valid(decided.column("reject_reason")).to_numpy(zero_copy_only=False)
+        lost.append(rows[dead])
+        of += [json.loads(detail)["duplicate_of"]
+               for detail in decided.column("reject_detail").filter(pa.array(dead)).to_pylist()]
+    path = losers_path(context, kind, task["index"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.concatenate(lost) if lost else np.empty(0, np.int64)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table({"row": rows, "duplicate_of": pa.array(of, pa.string())}, schema=_LOSERS), tmp,
+                       compression="zstd", row_group_size=1 << 16)
+    return {"stats": {step.name: dict(step.stats)}}
+
+
+def run_hash(context: Context, task: dict[str, Any]) -> dict[str, Any]:
+    by_hash, _ = steps()
+    known = _known(context, "content_sha256", task)
+    return _decide(context, task, ExactDedup("content_sha256", by_hash.reason, known), "hash", None)
+
+
+def run_id(context: Context, task: dict[str, Any]) -> dict[str, Any]:
+    _, by_id = steps()
+    losers = np.sort(_losers(context, "hash")[0])  # the texts' losers of every range: not the id step's business
+    return _decide(context, task, ExactDedup("id", by_id.reason, _known(context, "id", task)), "id", losers)
+
+
+def _losers(context: Context, kind: str, index: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The rows every range of ``kind`` rejected (of document task ``index`` only, if given: each file is in
+    build order, so its row groups' statistics skip the others), and the id each duplicates."""
+    bounds = None if index is None else [("row", ">=", index << 32), ("row", "<", (index + 1) << 32)]
+    tables = [pq.read_table(path, filters=bounds, schema=_LOSERS)
+              for path in sorted((Path(context.work) / KEYS).glob(f"{kind}-*.parquet"))]
+    table = pa.concat_tables(tables) if tables else _LOSERS.empty_table()
+    return table.column("row").to_numpy(), table.column("duplicate_of").to_pylist()
+
+
 def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
-    tasks = document_tasks(context)
-    by_hash, by_id = (ExactDedup(step.key_column, step.reason, _known(context, step.key_column))
-                      for step in steps())
-    for t in tasks:  # first pass: the winner of every text; second: of every id among the texts' winners
-        for live in live_batches(context, t["index"], _COLUMNS):
-            by_hash.index(live, bool(t.get("preferred")))
-    for t in tasks:
-        for live in live_batches(context, t["index"], _COLUMNS):
-            hashed = by_hash.apply(live)
-            by_id.index(hashed.filter(pc.is_null(hashed.column("reject_reason"))), bool(t.get("preferred")))
-    by_hash.rewind()
-    for t in tasks:  # decisions, in the same order
-        columns: dict[str, list] = {"step": [], "reason": [], "detail": []}
-        for live in live_batches(context, t["index"], _COLUMNS):
-            hashed = by_hash.apply(live)
-            first = pc.is_null(hashed.column("reject_reason"))
-            second = iter(by_id.apply(hashed.filter(first)).to_pylist())
-            for row, survived in zip(hashed.to_pylist(), first.to_pylist(), strict=True):
-                decided = next(second) if survived else row
-                columns["step"].append(decided["reject_step"])
-                columns["reason"].append(decided["reject_reason"])
-                columns["detail"].append(decided["reject_detail"])
-        path = decisions_path(context, t["index"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.table(columns, schema=_DECISIONS), tmp, compression="zstd")
-    return {"stats": {step.name: dict(step.stats) for step in (by_hash, by_id)}}
+    """The decisions of one document task's live rows, from the losers of every key range."""
+    index = task["index"]
+    count = sum(batch.num_rows for batch in live_batches(context, index, ["id"]))
+    columns: dict[str, list] = {"step": [None] * count, "reason": [None] * count, "detail": [None] * count}
+    by_hash, by_id = steps()
+    for kind, step in (("hash", by_hash), ("id", by_id)):
+        rows, of = _losers(context, kind, index)
+        for position, row in enumerate((rows & 0xFFFFFFFF).tolist()):
+            columns["step"][row] = step.name
+            columns["reason"][row] = step.reason
+            columns["detail"][row] = json.dumps({"duplicate_of": of[position]}, ensure_ascii=False, sort_keys=True)
+    path = decisions_path(context, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(columns, schema=_DECISIONS), tmp, compression="zstd")
+    return {"stats": {}}
 
 
-def _known(context: Context, column: str) -> list[tuple[str, str]]:
-    """(key, id) of every document the parent version kept."""
+def _known(context: Context, column: str, task: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, id) of every document the parent version kept whose key is in the range of ``task``."""
     if not context.versions:
         return []
     pairs = []
     for batch in Version.open(context.versions[-1]).iter_batches("data", columns=[column, "id"]):
-        pairs += zip(batch.column(column).to_pylist(), batch.column("id").to_pylist(), strict=True)
+        keys = batch.column(column).to_pylist()
+        mask = _in_range(keys, task)
+        pairs += zip(pc.filter(batch.column(column), pa.array(mask)).to_pylist(),
+                     pc.filter(batch.column("id"), pa.array(mask)).to_pylist(), strict=True)
     return pairs
 
 
