@@ -34,7 +34,7 @@ from overton.corpus.atomic import atomic_path
 from overton.corpus.dataset import Version
 from overton.pipelines.dedup_exact import ExactDedup, digest
 from overton.pipelines.executor import Context
-from overton.pipelines.stages.work import document_tasks, live_batches
+from overton.pipelines.stages.work import document_tasks, key_ranges, live_batches
 from overton.pipelines.step import Rejection, Step
 
 NAME = "exact"
@@ -52,12 +52,18 @@ def steps() -> tuple[ExactDedup, ExactDedup]:
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of each key-range stage."""
-    ranges = max(1, -(-len(plan["tasks"]) // TASKS_PER_RANGE))
+    ranges = key_ranges(plan, TASKS_PER_RANGE)
     return [{"index": part, "ranges": ranges} for part in range(ranges)]
 
 
 def decisions_path(context: Context, index: int) -> Path:
     return Path(context.work) / NAME / f"t-{index:05d}.parquet"
+
+
+def kept_rows(context: Context, index: int) -> np.ndarray:
+    """The live rows of document task ``index`` that exact dedup kept (positions among its live rows)."""
+    step = pq.read_table(decisions_path(context, index), columns=["step"]).column("step")
+    return np.flatnonzero(pc.is_null(step).to_numpy(zero_copy_only=False))
 
 
 def losers_path(context: Context, kind: str, index: int) -> Path:

@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from overton.corpus.atomic import atomic_path
 from overton.pipelines.dedup_near import NearDedup, read_index
 from overton.pipelines.executor import Context
 from overton.pipelines.minhash import EMPTY
-from overton.pipelines.stages.exact_dedup import decisions_path
+from overton.pipelines.stages.exact_dedup import kept_rows
 from overton.pipelines.stages.near_dedup import (
     minhash_params,
     near_dedup_step,
@@ -66,8 +64,7 @@ def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     if task.get("published"):
         return _published(context, near)
     index = task["index"]
-    kept = pc.is_null(pq.read_table(decisions_path(context, index), columns=["step"]).column("step"))
-    rows = np.flatnonzero(kept.to_numpy(zero_copy_only=False))
+    rows = kept_rows(context, index)
     signatures = np.load(signature_path(task_path(context.work, index)), mmap_mode="r")[rows]
     _write(context, f"t-{index:05d}", near, signatures, new_refs(index, rows))
     return {"stats": {}}

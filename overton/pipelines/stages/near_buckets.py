@@ -26,6 +26,7 @@ from overton.pipelines.dedup_near import band_pairs
 from overton.pipelines.executor import Context
 from overton.pipelines.stages import near_bands
 from overton.pipelines.stages.near_dedup import minhash_params
+from overton.pipelines.stages.work import key_ranges
 
 NAME = "buckets"
 TASKS_PER_RANGE = 1024  # document tasks (8 MB raw row groups by default) per key range of a band
@@ -35,7 +36,7 @@ _KEYS = 1 << 64
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     bands = minhash_params(plan["parameters"]["near_dedup"]).bands
-    ranges = max(1, -(-len(plan["tasks"]) // TASKS_PER_RANGE))
+    ranges = key_ranges(plan, TASKS_PER_RANGE)
     return [{"index": band * ranges + part, "band": band, "range": part, "ranges": ranges}
             for band in range(bands) for part in range(ranges)]
 

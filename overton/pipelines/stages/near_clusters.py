@@ -27,7 +27,7 @@ from overton.corpus.schema import REJECT_FIELDS
 from overton.pipelines.dedup_near import Candidates, NearDedup, SignatureReader, TextReader, read_index, write_index
 from overton.pipelines.executor import Context
 from overton.pipelines.stages import near_bands, near_buckets
-from overton.pipelines.stages.exact_dedup import decisions_path
+from overton.pipelines.stages.exact_dedup import kept_rows
 from overton.pipelines.stages.near_dedup import (
     NEW,
     clusters_path,
@@ -150,9 +150,7 @@ def _signatures(context: Context, refs: np.ndarray, num_perm: int) -> SignatureR
 def _kept(context: Context, near: NearDedup) -> Iterator[tuple[list[str], np.ndarray]]:
     """The ids and signatures of the documents exact dedup and this stage kept, in build order, task by task."""
     for t in document_tasks(context):
-        survived = pc.is_null(pq.read_table(decisions_path(context, t["index"]), columns=["step"]).column("step"))
         ids = [doc_id for live in live_batches(context, t["index"], ["id"]) for doc_id in live.column("id").to_pylist()]
-        rows = [row for row in np.flatnonzero(survived.to_numpy(zero_copy_only=False)).tolist()
-                if near.is_kept(ids[row])]
+        rows = [row for row in kept_rows(context, t["index"]).tolist() if near.is_kept(ids[row])]
         signatures = np.load(signature_path(task_path(context.work, t["index"])), mmap_mode="r")
         yield [ids[row] for row in rows], signatures[np.array(rows, np.int64)]

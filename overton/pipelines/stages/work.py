@@ -32,6 +32,11 @@ def document_tasks(context: Context) -> list[dict[str, Any]]:
     return read_json(Path(context.work) / "plan.json")["tasks"]
 
 
+def key_ranges(plan: dict[str, Any], tasks_per_range: int) -> int:
+    """How many key ranges a stage cuts its keys into: one per ``tasks_per_range`` document tasks."""
+    return max(1, -(-len(plan["tasks"]) // tasks_per_range))
+
+
 def live_batches(context: Context, index: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of a document task that no per-document step rejected."""
     if columns is not None and "reject_reason" not in columns:
