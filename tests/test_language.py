@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from langdetect.detector import Detector
+from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
 
 from overton.corpus.config import ProfileLanguage
@@ -167,12 +169,11 @@ def test_detector_answers_depend_on_the_text_only():
     assert first[0].french > 0.5  # Latin: langdetect has no profile for it and says French ...
 
 
-def langdetect_probabilities(texts: list[str], detector_class=None) -> list:
-    """(language, probability) pairs of langdetect's own Detector, or of ``detector_class`` built the same way."""
-    factory = _langdetect_factory(0)
+def langdetect_probabilities(texts: list[str], factory, detector_class) -> list:
+    """(language, probability) pairs of ``detector_class`` over ``factory``'s profiles, seed 0."""
     out = []
     for text in texts:
-        detector = detector_class(factory) if detector_class else factory.create()
+        detector = detector_class(factory)
         detector.set_max_text_length(len(text) + 1)
         detector.append(text)
         try:
@@ -182,14 +183,25 @@ def langdetect_probabilities(texts: list[str], detector_class=None) -> list:
     return out
 
 
-def test_numpy_sampling_gives_langdetects_probabilities_to_the_last_bit():
-    """Same draws, same float operations in the same order: equal floats, not close ones, on every text."""
+def test_numpy_sampling_over_lazy_profiles_gives_langdetects_probabilities_to_the_last_bit():
+    """Same draws, same float operations in the same order: equal floats, not close ones, on every text, against
+    langdetect's own detector over the profiles its factory loads."""
     texts = DOUBTFUL + FRENCH + [ENGLISH_QUOTE, "", "1848", "日本語のテキスト", "Привет, как дела?", "x" * 3]
     sentences = SHARED_DATA / "langid" / "sentences"
     for code in ("en", "es", "it", "ca", "pt", "ro", "la", "de", "ga", "yo", "el", "ru", "vi", "zh", "ar"):
         if (sentences / f"{code}.txt").is_file():  # real sentences where ../shared/data is present
             texts += (sentences / f"{code}.txt").read_text(encoding="utf-8").splitlines()[:8]
-    assert langdetect_probabilities(texts, _sampling_detector_class()) == langdetect_probabilities(texts)
+    own = DetectorFactory()
+    own.load_profile(PROFILES_DIRECTORY)
+    own.set_seed(0)
+    lazy = _langdetect_factory(0)
+    assert lazy.langlist == own.langlist
+    for ngram in ("e", "é", "les", "th", "ß", "京", "zzz"):
+        assert (ngram in lazy.word_lang_prob_map) == (ngram in own.word_lang_prob_map)
+        if ngram in own.word_lang_prob_map:
+            assert lazy.word_lang_prob_map[ngram] == own.word_lang_prob_map[ngram]
+    expected = langdetect_probabilities(texts, own, Detector)
+    assert langdetect_probabilities(texts, lazy, _sampling_detector_class()) == expected
 
 
 def test_filter_results_are_identical_in_any_order_and_twice():

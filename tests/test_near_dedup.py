@@ -23,7 +23,7 @@ from overton.corpus.workspace import Workspace
 from overton.pipelines import dedup_near
 from overton.pipelines.build import build, near_dedup_step, parameters
 from overton.pipelines.dedup_near import Candidates, NearDedup, in_memory
-from overton.pipelines.minhash import MinHasher, MinHashParams, _split, estimated_jaccard, fold_words
+from overton.pipelines.minhash import MinHasher, MinHashParams, _split, estimated_jaccard, fold_words, permutations
 from overton.pipelines.stages import near_buckets, near_clusters
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, write_jsonl
@@ -81,6 +81,9 @@ def test_signatures_are_datasketch_minhash():
         assert np.array_equal(reference.hashvalues, signatures[i])
     # n-grams: a text of n >= 5 words has n - 4 shingles, a shorter one exactly one
     assert np.bincount(owner).tolist() == [1, 1, 1, 1, 2, 46, 2996]
+    for seed, num_perm in ((1, 100), (7, 112), (2**31 + 5, 16)):  # drawn as datasketch draws them, any seed
+        drawn = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        assert np.array_equal(np.array(permutations(num_perm, seed)), drawn)
 
 
 def _clusters(seed: int, count: int) -> tuple[list[str], list[str], dict[str, int], dict[str, datetime]]:

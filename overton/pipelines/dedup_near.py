@@ -39,8 +39,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from overton.corpus.atomic import atomic_path
 from overton.pipelines.minhash import EMPTY, MinHasher, MinHashParams, estimated_jaccard
@@ -232,6 +230,10 @@ class NearDedup(Step):
             scores = similarity(pairs)
         self.stats["verified_pairs"] += len(pairs)
         known = dict(zip(map(tuple, pairs.tolist()), scores.tolist(), strict=True))
+        # imported here: only the one clusters task needs scipy, and every document worker imports this module
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         n = len(old.ids) + len(new.ids)
         graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
         _, labels = connected_components(graph, directed=False)

@@ -24,7 +24,7 @@ Why it is built this way:
   never on what was detected before (nor on the process or the call order).
 * **Pluggable detector.** :class:`LanguageDetector` is the interface; ``langdetect`` is the default and
   ``lingua`` (optional ``lingua-language-detector``) a second backend. Detectors are built once per
-  process and shared, since loading langdetect's profiles takes half a second.
+  process and shared; langdetect's profiles are read once and their n-grams turned into rows on first use.
 
 ``signals`` fills ``language`` (ISO 639-1 code, ``und`` when undetermined), ``language_score`` (how
 French the kept text is, 0 to 1) and ``language_removed_chars``; ``decide`` compares the score with
@@ -348,14 +348,51 @@ def _sampling_detector_class() -> type:
     return SamplingDetector
 
 
+class _NgramProfiles:
+    """langdetect's map of n-gram -> probability in each language, each row computed on its first look-up.
+
+    ``DetectorFactory.add_profile`` computes the rows of all 88k n-grams of the 55 profiles up front, in Python
+    (0.4 s and 65 MB a process); a build's detector looks up a few thousand. A row here is the same list of
+    floats, computed the same way (``1.0 * freq / n_words[length - 1]``, 0.0 where a language lacks the n-gram).
+    """
+
+    def __init__(self, profiles: list[tuple[dict[str, int], list[int]]]):
+        self._profiles = profiles
+        self._ngrams = set().union(*(freq for freq, _ in profiles))
+
+    def __contains__(self, ngram: object) -> bool:
+        return ngram in self._ngrams
+
+    def __getitem__(self, ngram: str) -> list[float]:
+        if ngram not in self._ngrams:
+            raise KeyError(ngram)
+        length = len(ngram)
+        if not 1 <= length <= 3:  # listed, never weighted (langdetect keeps such a row at zeros)
+            return [0.0] * len(self._profiles)
+        return [1.0 * freq[ngram] / n_words[length - 1] if ngram in freq else 0.0 for freq, n_words in self._profiles]
+
+
 @functools.cache
 def _langdetect_factory(seed: int):
-    """Profiles are loaded once per process (0.4 s, about 65 MB) and shared by every detector."""
+    """langdetect's factory over its profiles, read once per process and shared by every detector: the
+    languages in ``DetectorFactory.load_profile``'s order (the folder's listing), their n-grams looked up lazily."""
+    import json
+    import os
+
     from langdetect import DetectorFactory
     from langdetect.detector_factory import PROFILES_DIRECTORY
 
+    names, profiles = [], []
+    for filename in os.listdir(PROFILES_DIRECTORY):
+        path = os.path.join(PROFILES_DIRECTORY, filename)
+        if filename.startswith(".") or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as handle:
+            profile = json.load(handle)
+        names.append(profile["name"])
+        profiles.append((profile["freq"], profile["n_words"]))
     factory = DetectorFactory()
-    factory.load_profile(PROFILES_DIRECTORY)
+    factory.langlist, factory.word_lang_prob_map = names, _NgramProfiles(profiles)
     factory.set_seed(seed)  # on this factory only: the class-wide DetectorFactory.seed is left alone
     return factory
 

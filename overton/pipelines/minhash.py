@@ -5,9 +5,11 @@ removed, so "l'État," and "l etat" are the same words. Words are cut on the tex
 numpy and only the distinct ones are folded (pyarrow kernels); each distinct word of the batch is hashed
 once (blake2b, 64 bits, stable across processes); n-gram hashes are combined with numpy. The signature
 is exactly datasketch's MinHash (scheme ``affine32``: MurmurHash3 finaliser, then ``a * h + b`` modulo
-2^32, minimum over shingles) fed with those 32-bit shingle hashes: the permutations come from datasketch
-itself, only the per-shingle work is done for thousands of documents in one numpy expression instead of
-a Python call per document. A test checks the equality with ``MinHash.update_batch``.
+2^32, minimum over shingles) fed with those 32-bit shingle hashes, with datasketch's permutations for the
+same seed (:func:`permutations`, drawn as datasketch draws them: importing datasketch would cost a build
+process a second of scipy imports); only the per-shingle work is done for thousands of documents in one
+numpy expression instead of a Python call per document. A test checks the equality with
+``MinHash.update_batch``.
 
 LSH uses explicit bands × rows (default 20 × 5 = 100 permutations): a pair at Jaccard j shares at
 least one band with probability 1 - (1 - j^rows)^bands, 0.9996 at 0.8 and 0.975 at 0.7 (FineWeb's
@@ -27,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasketch import MinHash
 
 _FOLD_SPLIT = r"[^\p{L}\p{N}]+"
 _WORD_CHARACTER = r"^[\p{L}\p{N}]$"
@@ -67,6 +68,13 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint32(13))
     h = h * np.uint32(0xC2B2AE35)
     return h ^ (h >> np.uint32(16))
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's ``affine32`` permutations ``h -> a * h + b mod 2^32`` for ``seed`` (odd ``a``: a bijection)."""
+    draw = np.random.RandomState(seed)
+    a = draw.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return a, draw.randint(0, 1 << 32, num_perm, dtype=np.uint32)
 
 
 def _word_hash(word: str) -> int:
@@ -205,8 +213,7 @@ def _character_kinds(points: list[int]) -> np.ndarray | None:
 class MinHasher:
     def __init__(self, params: MinHashParams = MinHashParams()):
         self.params = params
-        a, b = MinHash(num_perm=params.num_perm, seed=params.seed, scheme="affine32").permutations
-        self._a, self._b = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
+        self._a, self._b = permutations(params.num_perm, params.seed)
         rng = np.random.default_rng(params.seed)
         self._gram = rng.integers(1, 2**63, size=params.ngram, dtype=np.uint64) | np.uint64(1)
         self._band = rng.integers(1, 2**63, size=params.rows, dtype=np.uint64) | np.uint64(1)
