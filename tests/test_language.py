@@ -136,12 +136,13 @@ def plain_evidence(text: str) -> Evidence:
 
 def test_lexical_evidence_of_a_batch_is_that_of_each_text_read_alone():
     """The batch splits UTF-8 bytes; the definition splits str. Same words on every white space str.split knows,
-    both apostrophes, multi-byte punctuation, dotted capitals, texts that are empty or only breaks."""
+    both apostrophes, multi-byte punctuation, dotted capitals, texts that are empty or only breaks, and
+    three-byte symbols whose bytes differ from a break's or the apostrophe's in the middle byte only."""
     rng = random.Random(7)
     pieces = ["les", "DES", "L'État", "qu’il", "aujourd'hui", "Der", "the", "und", "și", "în", "12", "3,5", "²", "٣",
               "İN", "ΑΣ.Β", "É", "œuvre", "日本", "\U0001F600", "''", "’’", "«", "»", "-", '"', "(", ")", "!", "?", ";",
               ":", ".", ","] + list(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f"
-                                   "\u205f\u3000\u200b\ufeff")
+                                   "\u205f\u3000\u200b\ufeff\u2208\u2219\u2728\u2048")
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     texts += ["", " ", "’", "'", "1", FRENCH[0], ENGLISH_QUOTE, *DOUBTFUL]
     assert lexical_evidences(texts) == [plain_evidence(text) for text in texts]

@@ -194,18 +194,13 @@ def _tokens(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     if len(leads):
         following = np.concatenate([data, np.zeros(2, np.uint8)])
         first = data[leads].astype(np.int64)
-        second, third = following[leads + 1] & 0x3F, following[leads + 2] & 0x3F
+        second = following[leads + 1].astype(np.int64) & 0x3F
+        third = following[leads + 2].astype(np.int64) & 0x3F
         two_bytes = first < 0xE0
         points = np.where(two_bytes, (first & 0x1F) << 6 | second, (first & 0x0F) << 12 | second << 6 | third)
         wide = np.isin(points, _WIDE_BREAKS)
         breaks[leads[wide]] = breaks[leads[wide] + 1] = True
         breaks[leads[wide & ~two_bytes] + 2] = True
-        # The decoding above computes ``second << 6`` in uint8, so U+1680 (OGHAM SPACE MARK) is missed, and a
-        # few three-byte symbols (U+2208 "∈", U+2728 "✨", U+2219 "∙" ...) pass for a break or an apostrophe.
-        # Kept so that the build's output does not change; U+1680 is a break, as the ``str.split`` that
-        # followed once made it.
-        ogham = leads[(first == 0xE1) & (second == 0x1A) & (third == 0x00)]
-        breaks[ogham] = breaks[ogham + 1] = breaks[ogham + 2] = True
         quotes = leads[points == _RIGHT_QUOTE]
         data[quotes] = ord("'")
         breaks[quotes + 1] = breaks[quotes + 2] = True
