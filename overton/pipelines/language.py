@@ -140,13 +140,18 @@ def lexical_evidences(texts: Sequence[str]) -> list[Evidence]:
     and the distinct words are lowered in one call and looked up once each (a batch's few tens of thousands
     of distinct words stand for millions), so no Python runs per word of the text, nor per text.
     """
+    return _evidences(_word_counts(texts))
+
+
+def _word_counts(texts: Sequence[str]) -> np.ndarray:
+    """(texts, codes): how many words of each code (:func:`_word_codes`) every text has."""
     if not texts:
-        return []
+        return np.zeros((0, _CODES), np.int64)
     tokens, rows = _tokens(texts)
     encoded = tokens.dictionary_encode()
     codes = np.array(_word_codes(encoded.dictionary.to_pylist()), np.int64)
     counts = np.bincount(rows * _CODES + codes[encoded.indices.to_numpy()], minlength=len(texts) * _CODES)
-    return _evidences(counts.reshape(len(texts), _CODES))
+    return counts.reshape(len(texts), _CODES)
 
 
 _CLASS_COUNT = 2 + len(_FOREIGN_LANGUAGES)
@@ -222,19 +227,25 @@ def _tokens(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     return tokens, np.repeat(np.arange(len(texts)), per_text)
 
 
+def _ratios(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words, French score and strong share (:class:`Evidence`) of every row of word counts by code; both
+    ratios are 0.0 for a row without words."""
+    words = counts[:, :_NUMBER].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        french = (counts[:, 0] + 0.5 * counts[:, 1] - counts[:, 2:_CLASS_COUNT].sum(axis=1)) / words
+        strong = counts[:, 0] / words
+    return words, np.where(words > 0, french, 0.0), np.where(words > 0, strong, 0.0)
+
+
 def _evidences(counts: np.ndarray) -> list[Evidence]:
     """The :class:`Evidence` of every row of word counts by code, computed for all rows at once (the same
     float operations in the same order as one row at a time)."""
-    words = counts[:, :_NUMBER].sum(axis=1)
+    words, french, strong = _ratios(counts)
     foreign = counts[:, 2:_CLASS_COUNT]
     second, first = np.sort(foreign, axis=1)[:, -2:].T
     guessed = (words > 0) & (first >= np.maximum(2, 0.15 * words)) & (first >= 2 * second)
     guesses = np.where(guessed, np.argmax(foreign, axis=1), -1).tolist()  # argmax: the first of equal counts
-    with np.errstate(divide="ignore", invalid="ignore"):
-        french = (counts[:, 0] + 0.5 * counts[:, 1] - foreign.sum(axis=1)) / words
-        strong = counts[:, 0] / words
-    return [Evidence(n, f, s, _FOREIGN_LANGUAGES[g] if g >= 0 else UNDETERMINED) if n
-            else Evidence(0, 0.0, 0.0, UNDETERMINED)
+    return [Evidence(n, f, s, _FOREIGN_LANGUAGES[g] if g >= 0 else UNDETERMINED)
             for n, f, s, g in zip(words.tolist(), french.tolist(), strong.tolist(), guesses, strict=True)]
 
 
@@ -562,11 +573,31 @@ class LanguageFilter(Filter):
         return self.scores([text], [skip_undetermined])[0]
 
     def scores(self, texts: Sequence[str], skip_undetermined: Sequence[bool]) -> list[tuple[str, float]]:
-        """:meth:`score` of every text, the lexical evidence of all their windows measured at once."""
+        """:meth:`score` of every text, the lexical evidence of all their windows measured at once. A text whose
+        windows the lexical test all calls French scores 1.0 without a call per window (what :meth:`_score`
+        would find: no detector, every window weighing 1.0)."""
         pieces = [windows(text, self.settings.windows, self.settings.window_chars) for text in texts]
-        evidences = iter(lexical_evidences([window for windows_ in pieces for window in windows_]))
-        return [self._score([(window, next(evidences)) for window in windows_], skip)
-                for windows_, skip in zip(pieces, skip_undetermined, strict=True)]
+        counts = _word_counts([window for windows_ in pieces for window in windows_])
+        settled = self._plainly_french(counts, paragraph=False)
+        results, at = [], 0
+        for windows_, skip in zip(pieces, skip_undetermined, strict=True):
+            chosen = slice(at, at + len(windows_))
+            at += len(windows_)
+            if windows_ and settled[chosen].all():
+                self.stats["windows_judged"] += len(windows_)
+                results.append(("fr", 1.0))
+            else:
+                results.append(self._score(list(zip(windows_, _evidences(counts[chosen]), strict=True)), skip))
+        return results
+
+    def _plainly_french(self, counts: np.ndarray, paragraph: bool) -> np.ndarray:
+        """Which texts (rows of word counts) :meth:`judge` calls French on their function words alone."""
+        settings = self.settings
+        words, french, strong = _ratios(counts)
+        enough = words >= settings.min_words
+        if paragraph:
+            return enough & (french >= settings.paragraph_lexical_french)
+        return enough & (french >= settings.lexical_french) & (strong >= settings.lexical_french / 2)
 
     def _score(self, measured: list[tuple[str, Evidence]], skip_undetermined: bool) -> tuple[str, float]:
         weights: dict[str, float] = {}
@@ -602,18 +633,29 @@ class LanguageFilter(Filter):
         """
         minimum = self.settings.paragraph_min_chars
         split = [text.split("\n\n") for text in texts]
-        evidences = iter(lexical_evidences([p for paragraphs in split for p in paragraphs if len(p) >= minimum]))
-        out = []
-        for text, paragraphs in zip(texts, split, strict=True):
-            kept = []
-            for paragraph in paragraphs:
-                self.stats["paragraphs_checked"] += 1
-                if len(paragraph) >= minimum:
-                    verdict = self.judge(paragraph, paragraph=True, evidence=next(evidences))
-                    self._count(verdict, "paragraphs")
-                    if verdict.french < self.settings.paragraph_min_score:
-                        self.stats["paragraphs_dropped"] += 1
-                        continue
+        judged = [[len(p) >= minimum for p in paragraphs] for paragraphs in split]
+        counts = _word_counts([p for paragraphs in split for p in paragraphs if len(p) >= minimum])
+        settled = self._plainly_french(counts, paragraph=True)  # kept at 1.0, as judge() would keep them
+        doubtful = np.flatnonzero(~settled)
+        evidences = dict(zip(doubtful.tolist(), _evidences(counts[doubtful]), strict=True))
+        self.stats["paragraphs_checked"] += sum(map(len, split))
+        self.stats["paragraphs_judged"] += int(settled.sum())
+        out, at = [], 0
+        for text, paragraphs, marks in zip(texts, split, judged, strict=True):
+            first, at = at, at + sum(marks)
+            if settled[first:at].all():
+                out.append(text)
+                continue
+            kept, k = [], first
+            for paragraph, mark in zip(paragraphs, marks, strict=True):
+                if mark:
+                    k += 1
+                    if not settled[k - 1]:
+                        verdict = self.judge(paragraph, paragraph=True, evidence=evidences[k - 1])
+                        self._count(verdict, "paragraphs")
+                        if verdict.french < self.settings.paragraph_min_score:
+                            self.stats["paragraphs_dropped"] += 1
+                            continue
                 kept.append(paragraph)
             out.append(text if len(kept) == len(paragraphs) else "\n\n".join(kept))
         return out
