@@ -89,11 +89,12 @@ OVERTON = {"overton": ({}, 1.0), "overton-0.7": ({"threshold": 0.7}, 1.0),
            "overton-fineweb": ({"mode": "fineweb"}, 1.0), "overton-half": ({}, 0.5)}
 TOOLS = (*OVERTON, "datasketch-usual", "datasketch-bulk", "datatrove")
 TOOL_MODULES = {
-    **{tool: ("overton.pipelines.dedup_near",) for tool in OVERTON},
+    # scipy's sparse graphs: imported by the clusters step when it runs, not with the module
+    **{tool: ("overton.pipelines.dedup_near", "scipy.sparse.csgraph") for tool in OVERTON},
     "datasketch-usual": ("datasketch",),
     "datasketch-bulk": ("datasketch", "xxhash"),
     "datatrove": ("datatrove.executor", "datatrove.pipeline.dedup.minhash", "loguru"),
-    "steps": ("overton.pipelines.build",),
+    "steps": ("overton.pipelines.build", "scipy.sparse.csgraph"),
 }
 csv.field_size_limit(1 << 30)
 
