@@ -8,7 +8,7 @@ by itself, as the main process and the workers were the only holders of its pipe
 shares the first point but puts a server process in between whose "alive" pipe every worker holds:
 after the main process was killed, the server, the workers and the resource tracker kept one another
 alive indefinitely. Starting a worker costs the same either way: each imports the build modules
-itself (about 1.3 s of CPU), which dwarfs the 0.03 s of starting an interpreter.
+itself (about 1 s of CPU with the first language detection), which dwarfs the 0.03 s of starting an interpreter.
 
 When an exception leaves ``map`` (Ctrl-C, a stop signal that the command turned into an exception, an
 error in the main process) the workers are killed before it goes on: the tasks they were running
