@@ -1,4 +1,5 @@
-"""``overton build --executor ray``: the same bytes as a local build, also after a killed driver or worker.
+"""``overton build --executor ray``: the same bytes as a local build, also after a killed driver or worker, on
+synthetic text, the bundled sample and real text of every profile.
 
 Ray runs in local mode, started once for this file with 2 CPUs and shut down after it (no Ray process
 may outlive the tests). Builds run for real: in this process (Ray already initialised is used as it
@@ -20,7 +21,10 @@ import psutil
 import pytest
 
 from overton.corpus.workspace import Workspace
+from overton.demo import SAMPLE, sample_dir
 from overton.pipelines.build import build
+from overton.spiders.ingest import ingest
+from tests.conftest import SHARED_DATA
 from tests.test_build import _clone, _synthetic_corpus, _tree
 
 ray = pytest.importorskip("ray")
@@ -49,12 +53,33 @@ def cluster():
     assert alive == [], f"Ray processes left after shutdown: {[(p.pid, p.cmdline()[:3]) for p in alive]}"
 
 
+def _real_text() -> list[tuple[str, str, str, list[Path]]]:
+    """(source, format, profile, files) of a little real text of every profile from ../shared/data: a sitting
+    report (paragraph mode), sentence files of two sittings (which share sentences), Wikipedia articles,
+    and labelled sentences in French, English and Italian (the detector's doubtful cases). None when the
+    folder is absent: the synthetic corpus and the bundled sample still run."""
+    if not SHARED_DATA.is_dir():
+        return []
+    sentences = sorted((SHARED_DATA / "assemblee-sentences-2016-2017").glob("*.txt"))[:2]
+    articles = sorted((SHARED_DATA / "wikipedia" / "parse-html").glob("*.html"))[:3]
+    languages = [SHARED_DATA / "langid" / "sentences" / f"{code}.txt" for code in ("fr", "en", "it")]
+    return [("assemblee", "text", "debate", [SHARED_DATA / "assemblee-2013" / "txt" / "20130119.txt"]),
+            ("assemblee-sentences", "lines", "debate", sentences),
+            ("wikipedia", "wikipedia-html", "encyclopedia", articles),
+            ("langid", "lines", "web", languages)]
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Workspace, dict[str, bytes]]:
-    """The synthetic corpus of the build tests, and the files of its local build."""
+    """The synthetic corpus of the build tests, the bundled sample and real text (:func:`_real_text`), and the
+    files of its local build."""
     root = tmp_path_factory.mktemp("ray")
     workspace = Workspace.init(root / "ws")
     _synthetic_corpus(workspace, documents=DOCUMENTS)
+    for filename, source, profile, licence in SAMPLE:
+        ingest(workspace, [sample_dir() / filename], source, default_license=licence, profile=profile)
+    for source, fmt, profile, paths in _real_text():
+        ingest(workspace, paths, source, fmt=fmt, profile=profile)
     expected = _tree(build(_clone(workspace, root / "reference"), jobs=2, progress=False).version.path)
     return workspace, expected
 
@@ -80,6 +105,11 @@ def test_a_ray_build_is_byte_identical_to_a_local_one(cluster, corpus, tmp_path)
     assert list(result.tasks) == ["copies", "documents", "inherit", "parent", "exact_hash", "exact_id", "exact_dedup",
                                   "near_bands", "near_buckets", "near_clusters", "shards"]
     assert ray.is_initialized(), "a cluster the build did not start is left running"
+    sources, language = result.version.manifest["counts"]["sources"], result.version.manifest["steps"]["language"]
+    if _real_text():  # the real text had the work it was chosen for: the detector, foreign text, exact copies
+        assert {"assemblee", "assemblee-sentences", "wikipedia", "langid"} <= set(sources)
+        assert language["detector_calls"] > 0 and sources["langid"]["reasons"]["not_french"] > 0
+        assert sources["assemblee-sentences"]["reasons"]["exact_duplicate"] > 0
 
 
 def test_a_killed_driver_resumes_on_ray_or_locally_without_redoing_finished_tasks(cluster, corpus, tmp_path):
