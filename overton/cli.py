@@ -1,10 +1,12 @@
 """The ``overton`` command. Mistakes the user can fix print one line and exit 2; a job that refused to go on
-(a damaged file it was about to trust) prints one line and exits 1."""
+(a damaged file it was about to trust) or ran out of disk space prints one line and exits 1."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -528,6 +530,15 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _place(filename: str | None, args: argparse.Namespace) -> str:
+    """Where a write ran out of room: the file when the error names it (pyarrow's do not), else the workspace;
+    with what its file system has free."""
+    path = Path(filename or getattr(args, "workspace", None) or ".").absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(existing).free
+    return f"{'writing' if filename else 'in'} {path} ({free / 1e6:.1f} MB free)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -544,6 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("overton: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # every write is atomic and every finished task marked: nothing half-written is kept or trusted
+        what = "no space left on the device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        print(f"overton: error: {args.command} stopped: {what} {_place(exc.filename, args)}; free some space and run "
+              "the same command", file=sys.stderr)
+        return EXIT_PARTIAL
 
 
 if __name__ == "__main__":

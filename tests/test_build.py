@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from overton.cli import main
 from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
+from overton.demo import SAMPLE, sample_dir
 from overton.pipelines.build import build
 from overton.pipelines.stages import copies, exact_dedup
 from overton.spiders.ingest import ingest
@@ -266,6 +269,43 @@ def test_sigkill_at_any_point_then_rerun_equals_uninterrupted(workspace: Workspa
     assert done.returncode == 0, done.stderr
     assert _tree(version) == expected
     assert not any(p.name.startswith(".") for p in version.rglob("*")), "no temporary file is left"
+
+
+# In a user namespace (no root needed): the workspace copied onto a tmpfs of $4 bytes, built there until the disk
+# is full, then the same command again once the tmpfs has room, and the version copied out to $5.
+_FULL_DISK = ('mount -t tmpfs -o size="$4" tmpfs "$1" && cp -r "$2" "$1/ws" && "$3" -m overton build -w "$1/ws" '
+              '--quiet --jobs 2; echo "exit $?" >&2; mount -o remount,size=256m "$1" && '
+              '"$3" -m overton build -w "$1/ws" --quiet && cp -r "$1/ws/datasets" "$5"')
+
+
+def _disk_bytes(folder: Path) -> int:
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_full_disk_stops_the_build_in_one_line_and_the_same_command_ends_it(workspace: Workspace, tmp_path: Path):
+    """The disk fills up halfway through what the build writes (skipped where a tmpfs cannot be mounted without
+    root): one line, exit 1, no traceback; with room again, the same command ends with the bytes of a build that
+    never ran out."""
+    for filename, source, profile, licence in SAMPLE:
+        ingest(workspace, [sample_dir() / filename], source, default_license=licence, profile=profile)
+    reference = _clone(workspace, tmp_path / "reference")
+    expected = _tree(build(reference, jobs=1, progress=False).version.path)
+    raw, built = _disk_bytes(workspace.root), _disk_bytes(reference.root)
+    mount, out = tmp_path / "small", tmp_path / "out"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _FULL_DISK, "sh",
+                               str(mount), str(workspace.root), sys.executable, str(raw + (built - raw) // 2),
+                               str(out)], capture_output=True, text=True, timeout=300)
+    except FileNotFoundError:
+        pytest.skip("no small filesystem: the `unshare` command (util-linux) is not installed")
+    if "unshare:" in done.stderr or "mount:" in done.stderr:
+        pytest.skip(f"no small filesystem: a tmpfs cannot be mounted without root here ({done.stderr.strip()})")
+    first, status = done.stderr.splitlines()[:2]
+    assert re.fullmatch(rf"overton: error: build stopped: no space left on the device (writing|in) {mount}/ws\S* "
+                        r"\(0\.\d MB free\); free some space and run the same command", first), done.stderr
+    assert status == "exit 1" and done.returncode == 0, done.stderr
+    assert _tree(out / "overton" / "v0001") == expected
 
 
 def test_incremental_build_keeps_old_files_and_dedups_against_them(workspace: Workspace):
