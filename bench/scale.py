@@ -45,14 +45,16 @@ from common import measure, save_results
 from ingest_build import CORPORA, DATA, MB, missing_corpora, overton_command, prepare_inputs
 
 RAY_START_STOP = "import ray; ray.init(num_cpus=2, include_dashboard=False); ray.shutdown()"
-#: The dedup stages, by module: one task over the whole build (copies, near clusters: extrapolated), one task per
-#: key range (exact dedup: extrapolated up to a range's documents), or one task per document task (bands) or per
-#: band and key range read in chunks of at most 2^22 keys (buckets), bounded by design.
+#: The dedup stages, by module: one task over the whole build (near clusters: extrapolated), one task per key range
+#: (copies and exact dedup: extrapolated up to a range's documents; the copies module's keys tasks, one per document
+#: task, are measured with it), or one task per document task (bands) or per band and key range read in chunks of at
+#: most 2^22 keys (buckets), bounded by design.
 DEDUP_STAGES = {"copies": "copies", "exact_dedup": "exact dedup", "near_bands": "near bands",
                 "near_buckets": "near buckets", "near_clusters": "near clusters"}
 BOUNDED = {"near_bands", "near_buckets"}
-#: Exact dedup's tasks hold one key range each: the documents of 1024 document tasks of 8 MB row groups.
-RANGE_DOCUMENTS = {"exact_dedup": 1024 * 8 * MB / 7_720}
+#: The copies' and exact dedup's tasks hold one key range each: the documents of 1024 document tasks of 8 MB row
+#: groups.
+RANGE_DOCUMENTS = {"copies": 1024 * 8 * MB / 7_720, "exact_dedup": 1024 * 8 * MB / 7_720}
 #: Many small distinct documents: the paragraphs of the 2013 sittings and the sentences of the 2016-2017 ones.
 PARAGRAPHS = (("assemblee-2013", DATA / "assemblee-2013" / "txt", "block"),
               ("assemblee-sentences", DATA / "assemblee-sentences-2016-2017", "line"))

@@ -160,8 +160,14 @@ def test_exact_copies_are_measured_once_and_inherit_what_their_original_got(work
     _ingest(workspace, "gamma", [{"id": f"g{i}", "text": text} for i, text in enumerate(texts[:40])], profile="speech")
     _ingest(workspace, "delta", [{"id": f"d{i}", "text": text, "note": "other meta"}
                                  for i, text in enumerate(texts[:40])])
-    reference = _clone(workspace, tmp_path / "reference")
+    reference, ranged = _clone(workspace, tmp_path / "reference"), _clone(workspace, tmp_path / "ranged")
     version = build(workspace, jobs=2, progress=False).version
+
+    with monkeypatch.context() as patch:  # a key range per document task: the same copies, the same bytes
+        patch.setattr(copies, "TASKS_PER_RANGE", 1)
+        many = build(ranged, jobs=2, progress=False)
+    assert many.tasks["copies"]["tasks"] == many.tasks["documents"]["tasks"] > 3
+    assert _tree(many.version.path) == _tree(version.path)
 
     with monkeypatch.context() as patch:  # every document its own original: all of them measured
         patch.setattr(copies, "copy_keys", lambda table, profile: os.urandom(16 * table.num_rows))

@@ -102,8 +102,8 @@ def test_a_ray_build_is_byte_identical_to_a_local_one(cluster, corpus, tmp_path)
     result = build(workspace, progress=False, executor="ray")
     assert _tree(result.version.path) == corpus[1]
     assert result.tasks["documents"]["done_before"] == 0 and result.tasks["documents"]["tasks"] >= 8
-    assert list(result.tasks) == ["copies", "documents", "inherit", "parent", "exact_hash", "exact_id", "exact_dedup",
-                                  "near_bands", "near_buckets", "near_clusters", "shards"]
+    assert list(result.tasks) == ["copy_keys", "copies", "documents", "inherit", "parent", "exact_hash", "exact_id",
+                                  "exact_dedup", "near_bands", "near_buckets", "near_clusters", "shards"]
     assert ray.is_initialized(), "a cluster the build did not start is left running"
     sources, language = result.version.manifest["counts"]["sources"], result.version.manifest["steps"]["language"]
     if _real_text():  # the real text had the work it was chosen for: the detector, foreign text, exact copies

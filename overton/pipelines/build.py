@@ -90,7 +90,8 @@ def parameters(config: Config) -> dict[str, Any]:
 def document_stages(plan: dict[str, Any]) -> list[Stage]:
     """A build's first stages: find the exact copies, measure every other document, give the copies what their
     originals got."""
-    return [Stage("copies", copies.run, folder=copies.NAME),
+    return [Stage("copy_keys", copies.run_keys, plan["tasks"], folder=copies.KEYS),
+            Stage("copies", copies.run, copies.tasks(plan), folder=copies.NAME),
             Stage("documents", documents.run, plan["tasks"], folder=DOCUMENTS),
             Stage("inherit", inherit.run, plan["tasks"], folder=inherit.NAME)]
 

@@ -1,4 +1,4 @@
-"""The copies stage, one task: which raw documents are exact copies of an earlier one, before anything measures them.
+"""The copy stages: which raw documents are exact copies of an earlier one, before anything measures them.
 
 What the per-document steps write depends only on a document's text, ``meta`` and profile
 (:data:`STEP_INPUTS`); every other column passes through them. Two raw documents equal in those
@@ -11,12 +11,20 @@ measured every one of them.
 The key is the raw ``content_sha256`` (every collector writes the SHA-256 of the raw text there; the
 document tasks check it against the text of every document that takes part in a copy, so a damaged
 raw file cannot make one document inherit another's outputs), ``meta`` and the task's profile, hashed
-to 16 bytes: one sort of 16 bytes per document, on any corpus size that fits that.
+to 16 bytes. Two stages, so that no task holds the keys of the whole build:
 
-Writes ``copies/t-NNNNN.npy`` per document task with at least one copy: rows of (row, owner task, owner
-row), and ``copies/tasks.json``: the tasks that hold copies of an earlier task's documents
-(``inheriting``, completed by the inherit stage) and those whose documents an other task copies
-(``referenced``, which keep their measured rows for it).
+1. ``copy_keys``, one task per document task: ``copy_keys/keys-NNNNN.npy``, its documents' keys as two
+   64-bit words and the row, sorted by key;
+2. ``copies``, one task per key range (the documents of :data:`TASKS_PER_RANGE` document tasks, as exact
+   dedup cuts its ranges): the slice of its range from every task's sorted keys (memory-mapped), the first
+   document of each key, and ``copies/r-NNNNN.npy``: (task, row, owner task, owner row) of every copy in the
+   range, by task and row (stored as four arrays), with ``copies/r-NNNNN-roles.npy``: for every document
+   task, whether it holds a copy of an other task's document in the range (``inheriting``: the inherit stage
+   completes it) and whether an other task copies one of its documents there (``referenced``: it keeps its
+   measured rows for them).
+
+A key's first document depends only on the documents of that key, so the ranges find what one task over
+everything would.
 """
 
 from __future__ import annotations
@@ -29,23 +37,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from overton.corpus.atomic import atomic_path, read_json, write_json
+from overton.corpus.atomic import atomic_path
 from overton.corpus.errors import UserError
 from overton.pipelines.executor import Context
-from overton.pipelines.stages.work import document_tasks
+from overton.pipelines.stages.work import document_tasks, key_ranges
 
-NAME = "copies"
+NAME, KEYS = "copies", "copy_keys"
 #: The columns the per-document steps read (besides the profile): equal in these, equal in every output.
 STEP_INPUTS = ("text", "meta")
+#: Document tasks per key range: a range task holds the keys (32 bytes each) of their documents.
+TASKS_PER_RANGE = 1024
 _NO_COPIES = np.empty((0, 3), np.int64)
 
 
-def copies_path(context: Context, index: int) -> Path:
-    return Path(context.work) / NAME / f"t-{index:05d}.npy"
+def keys_path(context: Context, index: int) -> Path:
+    return Path(context.work) / KEYS / f"keys-{index:05d}.npy"
 
 
-def tasks_path(context: Context) -> Path:
-    return Path(context.work) / NAME / "tasks.json"
+def range_path(context: Context, part: int, kind: str = "") -> Path:
+    return Path(context.work) / NAME / f"r-{part:05d}{kind}.npy"
+
+
+def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of the range stage."""
+    ranges = key_ranges(plan, TASKS_PER_RANGE)
+    return [{"index": part, "ranges": ranges} for part in range(ranges)]
 
 
 def read_raw(context: Context, task: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
@@ -57,31 +73,49 @@ def read_raw(context: Context, task: dict[str, Any], columns: list[str] | None =
         raise UserError(f"{path}: cannot read row group {task['row_group']}: {exc}") from None
 
 
+def run_keys(context: Context, task: dict[str, Any]) -> dict[str, Any]:
+    """One document task's keys: rows of (high word, low word, row) of its raw documents, in key order, stored
+    as three arrays so that a range's slice is found by a binary search of the first."""
+    table = read_raw(context, task, ["content_sha256", "meta"])
+    words = np.frombuffer(copy_keys(table, task["profile"]), ">u8").reshape(-1, 2).astype(np.uint64)
+    rows = np.arange(table.num_rows, dtype=np.uint64)
+    order = np.lexsort((rows, words[:, 1], words[:, 0]))
+    _save(keys_path(context, task["index"]), np.stack([words[order, 0], words[order, 1], rows[order]]))
+    return {"stats": {}}
+
+
 def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
-    tasks = document_tasks(context)
-    keys, owners = [], []
-    for t in tasks:
-        table = read_raw(context, t, ["content_sha256", "meta"])
-        keys.append(copy_keys(table, t["profile"]))
-        owners.append(np.full(table.num_rows, t["index"], np.int64))
-    task_of = np.concatenate(owners) if owners else np.empty(0, np.int64)
-    starts = np.searchsorted(task_of, task_of)  # each document's task's first position
-    _, first, inverse = np.unique(np.frombuffer(b"".join(keys), "V16"), return_index=True, return_inverse=True)
-    owner = first[inverse.ravel()]
-    copy = np.flatnonzero(owner != np.arange(len(owner)))
-    inheriting, referenced = set(), set()
-    for index in np.unique(task_of[copy]).tolist():
-        mine = copy[task_of[copy] == index]
-        rows = np.stack([mine - starts[mine], task_of[owner[mine]], owner[mine] - starts[owner[mine]]], axis=1)
-        path = copies_path(context, index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, rows)
-        others = set(rows[:, 1].tolist()) - {index}
-        inheriting |= {index} if others else set()
-        referenced |= others
-    write_json(tasks_path(context), {"inheriting": sorted(inheriting), "referenced": sorted(referenced)})
-    return {"stats": {NAME: {"documents": len(owner), "inherited": len(copy)}}}
+    """One key range: the first document of each of its keys, in build order, and the copies of it."""
+    part, ranges = task["index"], task["ranges"]
+    low, high = (np.uint64(-(-p * (1 << 32) // ranges) << 32) for p in (part, min(part + 1, ranges - 1)))
+    every = document_tasks(context)
+    found = []
+    for t in every:
+        keys = np.load(keys_path(context, t["index"]), mmap_mode="r")
+        start = int(np.searchsorted(keys[0], low))
+        stop = keys.shape[1] if part + 1 == ranges else int(np.searchsorted(keys[0], high))
+        found.append(np.vstack([keys[:, start:stop], np.full((1, stop - start), t["index"], np.uint64)]))
+    high_word, low_word, row, owner_task = np.hstack(found) if found else np.empty((4, 0), np.uint64)
+    order = np.lexsort((row, owner_task, low_word, high_word))  # by key, then build order
+    high_word, low_word, row, owner_task = high_word[order], low_word[order], row[order], owner_task[order]
+    first = np.r_[True, (high_word[1:] != high_word[:-1]) | (low_word[1:] != low_word[:-1])][:len(order)]
+    owner = np.flatnonzero(first)[np.cumsum(first) - 1]
+    copy = np.flatnonzero(~first)
+    rows = np.stack([owner_task[copy], row[copy], owner_task[owner[copy]], row[owner[copy]]]).astype(np.int64)
+    rows = rows[:, np.lexsort((rows[1], rows[0]))]  # (task, row, owner task, owner row) by task and row
+    _save(range_path(context, part), rows)
+    other = rows[0] != rows[2]
+    roles = np.zeros((2, max((t["index"] for t in every), default=-1) + 1), bool)
+    roles[0, rows[0, other]] = True
+    roles[1, rows[2, other]] = True
+    _save(range_path(context, part, "-roles"), roles)
+    return {"stats": {NAME: {"documents": len(order), "inherited": len(copy)}}}
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def copy_keys(table: pa.Table, profile: str | None) -> bytes:
@@ -94,11 +128,24 @@ def copy_keys(table: pa.Table, profile: str | None) -> bytes:
 
 def task_copies(context: Context, index: int) -> np.ndarray:
     """(row, owner task, owner row) of each copy in document task ``index``, by row."""
-    path = copies_path(context, index)
-    return np.load(path) if path.is_file() else _NO_COPIES
+    found = [_NO_COPIES]
+    for path in _range_files(context, ""):
+        rows = np.load(path, mmap_mode="r")
+        start, stop = np.searchsorted(rows[0], [index, index + 1])
+        found.append(np.array(rows[1:, start:stop]).T)
+    copies = np.concatenate(found)
+    return copies[np.argsort(copies[:, 0], kind="stable")]
 
 
 def roles(context: Context, index: int) -> tuple[bool, bool]:
     """Whether document task ``index`` copies an other task's documents, and whether an other task copies its."""
-    tasks = read_json(tasks_path(context))
-    return index in tasks["inheriting"], index in tasks["referenced"]
+    inheriting = referenced = False
+    for path in _range_files(context, "-roles"):
+        held = np.load(path, mmap_mode="r")
+        inheriting, referenced = inheriting or bool(held[0, index]), referenced or bool(held[1, index])
+    return inheriting, referenced
+
+
+def _range_files(context: Context, kind: str) -> list[Path]:
+    """The files of every key range (the range stage is done when these are read)."""
+    return sorted((Path(context.work) / NAME).glob(f"r-[0-9][0-9][0-9][0-9][0-9]{kind}.npy"))
