@@ -87,13 +87,12 @@ def run_keys(context: Context, task: dict[str, Any]) -> dict[str, Any]:
 def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     """One key range: the first document of each of its keys, in build order, and the copies of it."""
     part, ranges = task["index"], task["ranges"]
-    low, high = (np.uint64(-(-p * (1 << 32) // ranges) << 32) for p in (part, min(part + 1, ranges - 1)))
     every = document_tasks(context)
     found = []
     for t in every:
         keys = np.load(keys_path(context, t["index"]), mmap_mode="r")
-        start = int(np.searchsorted(keys[0], low))
-        stop = keys.shape[1] if part + 1 == ranges else int(np.searchsorted(keys[0], high))
+        start = int(np.searchsorted(keys[0], _bound(part, ranges)))
+        stop = keys.shape[1] if part + 1 == ranges else int(np.searchsorted(keys[0], _bound(part + 1, ranges)))
         found.append(np.vstack([keys[:, start:stop], np.full((1, stop - start), t["index"], np.uint64)]))
     high_word, low_word, row, owner_task = np.hstack(found) if found else np.empty((4, 0), np.uint64)
     order = np.lexsort((row, owner_task, low_word, high_word))  # by key, then build order
@@ -110,6 +109,11 @@ def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     roles[1, rows[2, other]] = True
     _save(range_path(context, part, "-roles"), roles)
     return {"stats": {NAME: {"documents": len(order), "inherited": len(copy)}}}
+
+
+def _bound(part: int, ranges: int) -> np.uint64:
+    """The smallest high key word of range ``part`` (< ``ranges``): the ranges cut the first 32 bits evenly."""
+    return np.uint64(-(-part * (1 << 32) // ranges) << 32)
 
 
 def _save(path: Path, array: np.ndarray) -> None:
