@@ -1,5 +1,3 @@
-import sys
+from overton.cli import run
 
-from overton.cli import main
-
-sys.exit(main())
+run()
