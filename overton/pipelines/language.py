@@ -554,11 +554,9 @@ class LanguageFilter(Filter):
         evidence = lexical_evidence(text) if evidence is None else evidence
         french_words = evidence.strong >= self.settings.lexical_french / 2
         mixed = french_words and evidence.foreign_language != UNDETERMINED
+        if self._plainly_french(evidence.words, evidence.french, evidence.strong, paragraph):
+            return Verdict("fr", 1.0, False, False)
         if evidence.words >= self.settings.min_words:
-            if paragraph and evidence.french >= self.settings.paragraph_lexical_french:
-                return Verdict("fr", 1.0, False, False)
-            if evidence.french >= self.settings.lexical_french and french_words:
-                return Verdict("fr", 1.0, False, False)
             foreign_evidence = not paragraph or evidence.foreign_language != UNDETERMINED
             if evidence.french <= self.settings.lexical_foreign and foreign_evidence and not mixed:
                 return Verdict(evidence.foreign_language, 0.0, False, False)
@@ -578,7 +576,7 @@ class LanguageFilter(Filter):
         would find: no detector, every window weighing 1.0)."""
         pieces = [windows(text, self.settings.windows, self.settings.window_chars) for text in texts]
         counts = _word_counts([window for windows_ in pieces for window in windows_])
-        settled = self._plainly_french(counts, paragraph=False)
+        settled = self._plainly_french(*_ratios(counts), paragraph=False)
         results, at = [], 0
         for windows_, skip in zip(pieces, skip_undetermined, strict=True):
             chosen = slice(at, at + len(windows_))
@@ -590,14 +588,15 @@ class LanguageFilter(Filter):
                 results.append(self._score(list(zip(windows_, _evidences(counts[chosen]), strict=True)), skip))
         return results
 
-    def _plainly_french(self, counts: np.ndarray, paragraph: bool) -> np.ndarray:
-        """Which texts (rows of word counts) :meth:`judge` calls French on their function words alone."""
+    def _plainly_french(self, words: Any, french: Any, strong: Any, paragraph: bool) -> Any:
+        """Whether the lexical test alone calls a text French, from its :class:`Evidence` values (numbers, or
+        arrays of them: :meth:`judge` asks for one text, :meth:`scores` and :meth:`drop_foreign_paragraphs` for
+        all at once)."""
         settings = self.settings
-        words, french, strong = _ratios(counts)
-        enough = words >= settings.min_words
-        if paragraph:
-            return enough & (french >= settings.paragraph_lexical_french)
-        return enough & (french >= settings.lexical_french) & (strong >= settings.lexical_french / 2)
+        lexical = (french >= settings.lexical_french) & (strong >= settings.lexical_french / 2)
+        if paragraph:  # a paragraph of a French document is trusted from a lower score
+            lexical = lexical | (french >= settings.paragraph_lexical_french)
+        return (words >= settings.min_words) & lexical
 
     def _score(self, measured: list[tuple[str, Evidence]], skip_undetermined: bool) -> tuple[str, float]:
         weights: dict[str, float] = {}
@@ -635,7 +634,7 @@ class LanguageFilter(Filter):
         split = [text.split("\n\n") for text in texts]
         judged = [[len(p) >= minimum for p in paragraphs] for paragraphs in split]
         counts = _word_counts([p for paragraphs in split for p in paragraphs if len(p) >= minimum])
-        settled = self._plainly_french(counts, paragraph=True)  # kept at 1.0, as judge() would keep them
+        settled = self._plainly_french(*_ratios(counts), paragraph=True)  # kept at 1.0, as judge() keeps them
         doubtful = np.flatnonzero(~settled)
         evidences = dict(zip(doubtful.tolist(), _evidences(counts[doubtful]), strict=True))
         self.stats["paragraphs_checked"] += sum(map(len, split))

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from overton.corpus.atomic import atomic_path
 from overton.corpus.errors import UserError
 from overton.pipelines.executor import Context
-from overton.pipelines.stages.work import document_tasks, key_ranges
+from overton.pipelines.stages.work import document_tasks, range_start, range_tasks
 
 NAME, KEYS = "copies", "copy_keys"
 #: The columns the per-document steps read (besides the profile): equal in these, equal in every output.
@@ -60,8 +60,7 @@ def range_path(context: Context, part: int, kind: str = "") -> Path:
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of the range stage."""
-    ranges = key_ranges(plan, TASKS_PER_RANGE)
-    return [{"index": part, "ranges": ranges} for part in range(ranges)]
+    return range_tasks(plan, TASKS_PER_RANGE)
 
 
 def read_raw(context: Context, task: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
@@ -112,8 +111,8 @@ def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bound(part: int, ranges: int) -> np.uint64:
-    """The smallest high key word of range ``part`` (< ``ranges``): the ranges cut the first 32 bits evenly."""
-    return np.uint64(-(-part * (1 << 32) // ranges) << 32)
+    """The smallest high key word of range ``part`` (< ``ranges``), whose first 32 bits are the key's head."""
+    return np.uint64(range_start(part, ranges) << 32)
 
 
 def _save(path: Path, array: np.ndarray) -> None:

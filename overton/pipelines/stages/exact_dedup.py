@@ -34,7 +34,7 @@ from overton.corpus.atomic import atomic_path
 from overton.corpus.dataset import Version
 from overton.pipelines.dedup_exact import ExactDedup, digest
 from overton.pipelines.executor import Context
-from overton.pipelines.stages.work import document_tasks, key_ranges, live_batches
+from overton.pipelines.stages.work import document_tasks, live_batches, range_start, range_tasks
 from overton.pipelines.step import Rejection, Step
 
 NAME = "exact"
@@ -52,8 +52,7 @@ def steps() -> tuple[ExactDedup, ExactDedup]:
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of each key-range stage."""
-    ranges = key_ranges(plan, TASKS_PER_RANGE)
-    return [{"index": part, "ranges": ranges} for part in range(ranges)]
+    return range_tasks(plan, TASKS_PER_RANGE)
 
 
 def decisions_path(context: Context, index: int) -> Path:
@@ -72,8 +71,9 @@ def losers_path(context: Context, kind: str, index: int) -> Path:
 
 def _in_range(keys: list[str], task: dict[str, Any]) -> np.ndarray:
     """Which keys fall in the range of ``task``: by the first 4 bytes of their digest."""
-    heads = np.array([int.from_bytes(digest(key)[:4], "big") for key in keys], np.uint64)
-    return (heads * np.uint64(task["ranges"]) >> np.uint64(32)) == np.uint64(task["index"])
+    heads = np.array([int.from_bytes(digest(key)[:4], "big") for key in keys], np.int64)
+    low, high = (range_start(part, task["ranges"]) for part in (task["index"], task["index"] + 1))
+    return (heads >= low) & (heads < high)
 
 
 def _rows(context: Context, exclude: np.ndarray | None = None) -> Iterator[tuple[pa.RecordBatch, np.ndarray, bool]]:

@@ -37,6 +37,18 @@ def key_ranges(plan: dict[str, Any], tasks_per_range: int) -> int:
     return max(1, -(-len(plan["tasks"]) // tasks_per_range))
 
 
+def range_tasks(plan: dict[str, Any], tasks_per_range: int) -> list[dict[str, Any]]:
+    """The tasks of a stage of one task per key range."""
+    ranges = key_ranges(plan, tasks_per_range)
+    return [{"index": part, "ranges": ranges} for part in range(ranges)]
+
+
+def range_start(part: int, ranges: int) -> int:
+    """The first 32-bit key head of range ``part`` of ``ranges`` (``part == ranges``: the end, 2^32): the heads
+    ``h`` of a range are those with ``h * ranges >> 32 == part``."""
+    return -(-part * (1 << 32) // ranges)
+
+
 def live_batches(context: Context, index: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The rows of a document task that no per-document step rejected."""
     if columns is not None and "reject_reason" not in columns:
