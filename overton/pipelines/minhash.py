@@ -225,20 +225,24 @@ class MinHasher:
         if len(ids) == 0:
             return np.empty(0, np.uint32), np.empty(0, np.int64)
         hashes = np.array([_word_hash(w) for w in vocabulary.to_pylist()], np.uint64)[ids]
-        n = self.params.ngram
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        owner = np.repeat(np.arange(len(texts)), lengths)
-        end_of = ends[owner]
-        position = np.arange(len(hashes))
-        padded = np.concatenate([hashes, np.zeros(n, np.uint64)])
-        combined = np.zeros(len(hashes), np.uint64)
-        for k in range(n):
-            inside = (position + k < end_of).astype(np.uint64)
-            combined += padded[k:k + len(hashes)] * self._gram[k] * inside
-        valid = (position <= end_of - n) | ((position == starts[owner]) & (lengths[owner] < n))
-        shingle = (_fmix64(combined[valid]) >> np.uint64(32)).astype(np.uint32)
-        return shingle, owner[valid]
+        n, total = self.params.ngram, len(hashes)
+        padded = np.concatenate([hashes, np.zeros(n - 1, np.uint64)])
+        combined = padded[:total] * self._gram[0]  # the n-gram at every position, whole or not
+        for k in range(1, n):
+            combined += padded[k:k + total] * self._gram[k]
+        counts = np.where(lengths >= n, lengths - (n - 1), np.minimum(lengths, 1))
+        owner = np.repeat(np.arange(len(texts)), counts)
+        starts = np.cumsum(lengths) - lengths
+        first = np.cumsum(counts) - counts  # index of each document's first shingle
+        shingle = combined[np.repeat(starts - first, counts) + np.arange(len(owner))]
+        short = np.flatnonzero((lengths > 0) & (lengths < n))
+        if len(short):  # one shingle of all the words: no word of the next document in it
+            words, at = lengths[short], starts[short]
+            value = hashes[at] * self._gram[0]
+            for k in range(1, n - 1):
+                value += np.where(words > k, hashes[np.minimum(at + k, total - 1)], np.uint64(0)) * self._gram[k]
+            shingle[first[short]] = value
+        return (_fmix64(shingle) >> np.uint64(32)).astype(np.uint32), owner
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """One MinHash signature per text: an (n_texts, num_perm) uint32 array."""
