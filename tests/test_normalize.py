@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from overton.corpus.text import clean_whitespace, html_mask, html_to_text, split_source_line
+from overton.corpus.text import _TRIM, _WHITESPACE_RULES, clean_whitespace, html_mask, html_to_text, split_source_line
 
 
 def test_html_leftovers_become_paragraphs_and_lines():
@@ -73,3 +77,21 @@ def test_white_space_rules_each_do_their_part():
     ]
     assert clean_whitespace(texts) == [
         "a b c d", "ligne\nsuite\nfin", "x\ny\nz\nw\nv\nt", "un\n\ndeux", "ctrl", "entouré", ""]
+
+
+def test_white_space_rules_rewrite_only_what_they_match_in_a_mixed_batch():
+    """Texts the rules leave alone skip them; the others go through them in order: every text of a random batch
+    comes out as the rules applied one after the other to it alone would leave it."""
+
+    def by_the_rules(text: str) -> str:
+        array = pa.array([unicodedata.normalize("NFC", text)], pa.string())
+        for pattern, replacement in _WHITESPACE_RULES:
+            array = pc.replace_substring_regex(array, pattern=pattern, replacement=replacement)
+        return pc.utf8_trim(array, characters=_TRIM)[0].as_py()
+
+    draw = random.Random(7)
+    alphabet = list("ab é \t\n\r\x0b\x0c\x85\u2028\u2029\x00\x1f\x7f\x9f\xad\u200b\ufeff\u2003\u3000\xa0\u202fe\u0301")
+    texts = ["".join(draw.choice(alphabet) for _ in range(draw.randint(0, 30))) for _ in range(3000)]
+    texts += ["Un texte propre.", "Deux lignes\n\npropres."] * 500  # most texts need no rule at all
+    draw.shuffle(texts)
+    assert clean_whitespace(texts) == [by_the_rules(text) for text in texts]
