@@ -23,7 +23,7 @@ from overton.corpus.dataset import Version
 from overton.corpus.workspace import Workspace
 from overton.demo import SAMPLE, sample_dir
 from overton.pipelines.build import build
-from overton.pipelines.stages import copies, exact_dedup
+from overton.pipelines.stages import copies
 from overton.spiders.ingest import ingest
 from tests.conftest import french_text, shared_file, write_jsonl
 
@@ -164,7 +164,7 @@ def test_exact_copies_are_measured_once_and_inherit_what_their_original_got(work
     version = build(workspace, jobs=2, progress=False).version
 
     with monkeypatch.context() as patch:  # a key range per document task: the same copies, the same bytes
-        patch.setattr(copies, "TASKS_PER_RANGE", 1)
+        patch.setattr("overton.pipelines.stages.work.TASKS_PER_RANGE", 1)
         many = build(ranged, jobs=2, progress=False)
     assert many.tasks["copies"]["tasks"] == many.tasks["documents"]["tasks"] > 3
     assert _tree(many.version.path) == _tree(version.path)
@@ -199,7 +199,7 @@ def test_exact_dedup_in_many_key_ranges_decides_what_one_range_does(workspace: W
     ranged = _clone(workspace, tmp_path / "ranged")
     one = build(workspace, jobs=1, progress=False)
     with monkeypatch.context() as patch:
-        patch.setattr(exact_dedup, "TASKS_PER_RANGE", 1)  # a range per document task
+        patch.setattr("overton.pipelines.stages.work.TASKS_PER_RANGE", 1)  # a range per document task
         many = build(ranged, jobs=1, progress=False)
     assert many.tasks["exact_hash"]["tasks"] == many.tasks["documents"]["tasks"] > 3
     assert one.tasks["exact_hash"]["tasks"] == 1
@@ -212,7 +212,7 @@ def test_exact_dedup_in_many_key_ranges_decides_what_one_range_does(workspace: W
     ranged = _clone(workspace, tmp_path / "ranged-next")
     again = build(workspace, jobs=1, progress=False).version
     with monkeypatch.context() as patch:
-        patch.setattr(exact_dedup, "TASKS_PER_RANGE", 1)
+        patch.setattr("overton.pipelines.stages.work.TASKS_PER_RANGE", 1)
         assert _tree(build(ranged, jobs=1, progress=False).version.path) == _tree(again.path)
     assert again.manifest["added"]["reasons"] == {"exact_duplicate": 30}
 

@@ -335,7 +335,7 @@ def test_merging_by_many_key_ranges_and_chunks_builds_the_same_version(workspace
     expected = build(reference, jobs=1, progress=False)
     bands = 20 if mode == "verified" else 14
     assert expected.tasks["near_buckets"]["tasks"] == bands
-    monkeypatch.setattr(near_buckets, "TASKS_PER_RANGE", 1)
+    monkeypatch.setattr("overton.pipelines.stages.work.TASKS_PER_RANGE", 1)
     monkeypatch.setattr(near_buckets, "ENTRIES_PER_CHUNK", 16)
     cut = build(workspace, jobs=1, progress=False)
     assert cut.tasks["near_buckets"]["tasks"] == bands * cut.tasks["documents"]["tasks"] >= bands * 2

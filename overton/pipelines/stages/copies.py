@@ -15,13 +15,13 @@ to 16 bytes. Two stages, so that no task holds the keys of the whole build:
 
 1. ``copy_keys``, one task per document task: ``copy_keys/keys-NNNNN.npy``, its documents' keys as two
    64-bit words and the row, sorted by key;
-2. ``copies``, one task per key range (the documents of :data:`TASKS_PER_RANGE` document tasks, as exact
-   dedup cuts its ranges): the slice of its range from every task's sorted keys (memory-mapped), the first
-   document of each key, and ``copies/r-NNNNN.npy``: (task, row, owner task, owner row) of every copy in the
-   range, by task and row (stored as four arrays), with ``copies/r-NNNNN-roles.npy``: for every document
-   task, whether it holds a copy of an other task's document in the range (``inheriting``: the inherit stage
-   completes it) and whether an other task copies one of its documents there (``referenced``: it keeps its
-   measured rows for them).
+2. ``copies``, one task per key range (the documents of :data:`~overton.pipelines.stages.work.TASKS_PER_RANGE`
+   document tasks, as exact dedup cuts its ranges): the slice of its range from every task's sorted keys
+   (memory-mapped), the first document of each key, and ``copies/r-NNNNN.npy``: (task, row, owner task, owner row)
+   of every copy in the range, by task and row (stored as four arrays), with ``copies/r-NNNNN-roles.npy``: for
+   every document task, whether it holds a copy of an other task's document in the range (``inheriting``: the
+   inherit stage completes it) and whether an other task copies one of its documents there (``referenced``: it
+   keeps its measured rows for them).
 
 A key's first document depends only on the documents of that key, so the ranges find what one task over
 everything would.
@@ -40,13 +40,11 @@ import pyarrow.parquet as pq
 from overton.corpus.atomic import atomic_path
 from overton.corpus.errors import UserError
 from overton.pipelines.executor import Context
-from overton.pipelines.stages.work import document_tasks, range_start, range_tasks
+from overton.pipelines.stages.work import document_tasks, range_bound, range_tasks
 
 NAME, KEYS = "copies", "copy_keys"
 #: The columns the per-document steps read (besides the profile): equal in these, equal in every output.
 STEP_INPUTS = ("text", "meta")
-#: Document tasks per key range: a range task holds the keys (32 bytes each) of their documents.
-TASKS_PER_RANGE = 1024
 _NO_COPIES = np.empty((0, 3), np.int64)
 
 
@@ -60,7 +58,7 @@ def range_path(context: Context, part: int, kind: str = "") -> Path:
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of the range stage."""
-    return range_tasks(plan, TASKS_PER_RANGE)
+    return range_tasks(plan)
 
 
 def read_raw(context: Context, task: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
@@ -88,10 +86,12 @@ def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     part, ranges = task["index"], task["ranges"]
     every = document_tasks(context)
     found = []
+    low = np.uint64(range_bound(part, ranges))
+    high = None if part + 1 == ranges else np.uint64(range_bound(part + 1, ranges))  # the last: to 2^64
     for t in every:
         keys = np.load(keys_path(context, t["index"]), mmap_mode="r")
-        start = int(np.searchsorted(keys[0], _bound(part, ranges)))
-        stop = keys.shape[1] if part + 1 == ranges else int(np.searchsorted(keys[0], _bound(part + 1, ranges)))
+        start = int(np.searchsorted(keys[0], low))
+        stop = keys.shape[1] if high is None else int(np.searchsorted(keys[0], high))
         found.append(np.vstack([keys[:, start:stop], np.full((1, stop - start), t["index"], np.uint64)]))
     high_word, low_word, row, owner_task = np.hstack(found) if found else np.empty((4, 0), np.uint64)
     order = np.lexsort((row, owner_task, low_word, high_word))  # by key, then build order
@@ -108,11 +108,6 @@ def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     roles[1, rows[2, other]] = True
     _save(range_path(context, part, "-roles"), roles)
     return {"stats": {NAME: {"documents": len(order), "inherited": len(copy)}}}
-
-
-def _bound(part: int, ranges: int) -> np.uint64:
-    """The smallest high key word of range ``part`` (< ``ranges``), whose first 32 bits are the key's head."""
-    return np.uint64(range_start(part, ranges) << 32)
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -12,10 +12,10 @@ Three stages, so that no task holds the keys of the whole build:
    the detail. The shard stage replays these decisions row by row (:class:`Replayed`), so it never holds an
    index either.
 
-A range covers the documents of :data:`TASKS_PER_RANGE` document tasks (about a million at 8 MB row
-groups), whose keys one task holds (:class:`~overton.pipelines.dedup_exact.ExactDedup`: a few hundred bytes
-each). A key's winner depends only on the documents of that key, in build order, so the ranges decide what one
-task over everything would.
+A range covers the documents of :data:`~overton.pipelines.stages.work.TASKS_PER_RANGE` document tasks (about a
+million at 8 MB row groups), whose keys one task holds (:class:`~overton.pipelines.dedup_exact.ExactDedup`: a few
+hundred bytes each). A key's winner depends only on the documents of that key, in build order, so the ranges decide
+what one task over everything would.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from overton.pipelines.step import Rejection, Step
 
 NAME = "exact"
 KEYS = "keys"
-#: Document tasks per key range: a range task holds the keys of their documents.
-TASKS_PER_RANGE = 1024
 _COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
 _DECISIONS = pa.schema([("step", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 _LOSERS = pa.schema([("row", pa.int64()), ("duplicate_of", pa.string())])  # row: task << 32 | live row
@@ -52,7 +50,7 @@ def steps() -> tuple[ExactDedup, ExactDedup]:
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of each key-range stage."""
-    return range_tasks(plan, TASKS_PER_RANGE)
+    return range_tasks(plan)
 
 
 def decisions_path(context: Context, index: int) -> Path:

@@ -7,11 +7,11 @@ sorts the slices together by key and reference and links each bucket's members t
 writes the pairs as references to ``buckets/t-NNNNN.npy``. A bucket is one key, so it never spans two
 ranges, and the pairs do not depend on how the key space is cut.
 
-Keys are hashes, spread evenly, so a range holds about its share of the documents. The tasks cut the
-64-bit key space into one range per ``TASKS_PER_RANGE`` document tasks (parallel work for large
-builds); a task whose range holds more than ``ENTRIES_PER_CHUNK`` keys in all (published documents
-count too, and the plan does not know them) reads it in that many equal sub-ranges, one after the
-other, so its memory stays bounded whatever the corpus size.
+Keys are hashes, spread evenly, so a range holds about its share of the documents. The tasks cut the 64-bit key
+space into one range per :data:`~overton.pipelines.stages.work.TASKS_PER_RANGE` document tasks (parallel work for
+large builds), as the exact dedup stages cut theirs; a task whose range holds more than ``ENTRIES_PER_CHUNK`` keys
+in all (published documents count too, and the plan does not know them) reads it in that many equal sub-ranges, one
+after the other, so its memory stays bounded whatever the corpus size.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ from overton.pipelines.dedup_near import band_pairs
 from overton.pipelines.executor import Context
 from overton.pipelines.stages import near_bands
 from overton.pipelines.stages.near_dedup import minhash_params
-from overton.pipelines.stages.work import key_ranges
+from overton.pipelines.stages.work import key_ranges, range_bound
 
 NAME = "buckets"
-TASKS_PER_RANGE = 1024  # document tasks (8 MB raw row groups by default) per key range of a band
 ENTRIES_PER_CHUNK = 1 << 22  # keys a task sorts at once: 64 MB of keys and references, twice that sorting
 _KEYS = 1 << 64
 
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     bands = minhash_params(plan["parameters"]["near_dedup"]).bands
-    ranges = key_ranges(plan, TASKS_PER_RANGE)
+    ranges = key_ranges(plan)
     return [{"index": band * ranges + part, "band": band, "range": part, "ranges": ranges}
             for band in range(bands) for part in range(ranges)]
 
@@ -52,7 +51,7 @@ def pair_files(context: Context) -> list[Path]:
 
 def run(context: Context, task: dict[str, Any]) -> dict[str, Any]:
     band = task["band"]
-    lo, hi = (_KEYS * part // task["ranges"] for part in (task["range"], task["range"] + 1))
+    lo, hi = (range_bound(part, task["ranges"]) for part in (task["range"], task["range"] + 1))
     sources = near_bands.sources(context)
     offsets = _offsets(context, sources, band, [lo, hi])
     chunks = max(1, -(-int((offsets[:, 1] - offsets[:, 0]).sum()) // ENTRIES_PER_CHUNK))

@@ -20,6 +20,9 @@ from overton.pipelines.executor import Context
 
 #: The folder of the document stage's outputs and markers.
 DOCUMENTS = "tasks"
+#: Document tasks per key range of the stages that cut their keys into ranges (copies, exact dedup, the near-dedup
+#: merge): a range task holds the keys of their documents, about a million at 8 MB row groups.
+TASKS_PER_RANGE = 1024
 
 
 def task_path(work: str | Path, index: int) -> Path:
@@ -32,14 +35,14 @@ def document_tasks(context: Context) -> list[dict[str, Any]]:
     return read_json(Path(context.work) / "plan.json")["tasks"]
 
 
-def key_ranges(plan: dict[str, Any], tasks_per_range: int) -> int:
-    """How many key ranges a stage cuts its keys into: one per ``tasks_per_range`` document tasks."""
-    return max(1, -(-len(plan["tasks"]) // tasks_per_range))
+def key_ranges(plan: dict[str, Any]) -> int:
+    """How many key ranges a stage cuts its keys into: one per :data:`TASKS_PER_RANGE` document tasks."""
+    return max(1, -(-len(plan["tasks"]) // TASKS_PER_RANGE))
 
 
-def range_tasks(plan: dict[str, Any], tasks_per_range: int) -> list[dict[str, Any]]:
+def range_tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The tasks of a stage of one task per key range."""
-    ranges = key_ranges(plan, tasks_per_range)
+    ranges = key_ranges(plan)
     return [{"index": part, "ranges": ranges} for part in range(ranges)]
 
 
@@ -47,6 +50,11 @@ def range_start(part: int, ranges: int) -> int:
     """The first 32-bit key head of range ``part`` of ``ranges`` (``part == ranges``: the end, 2^32): the heads
     ``h`` of a range are those with ``h * ranges >> 32 == part``."""
     return -(-part * (1 << 32) // ranges)
+
+
+def range_bound(part: int, ranges: int) -> int:
+    """The smallest 64-bit key of range ``part`` (``part == ranges``: 2^64), a key's range being its head's."""
+    return range_start(part, ranges) << 32
 
 
 def live_batches(context: Context, index: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
