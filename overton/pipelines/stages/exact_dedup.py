@@ -21,7 +21,7 @@ what one task over everything would.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,20 @@ from overton.pipelines.step import Rejection, Step
 
 NAME = "exact"
 KEYS = "keys"
+_REASONS = {"content_sha256": "exact_duplicate", "id": "duplicate_id"}
 _COLUMNS = ["id", "content_sha256", "reject_reason", "reject_step", "reject_detail"]
 _DECISIONS = pa.schema([("step", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 _LOSERS = pa.schema([("row", pa.int64()), ("duplicate_of", pa.string())])  # row: task << 32 | live row
 
 
+def step(column: str, known: Iterable[tuple[str, str]] = ()) -> ExactDedup:
+    """The exact dedup step on ``column`` (``content_sha256`` or ``id``), whose ``known`` (key, id) pairs win."""
+    return ExactDedup(column, _REASONS[column], known)
+
+
 def steps() -> tuple[ExactDedup, ExactDedup]:
-    return ExactDedup("content_sha256", "exact_duplicate"), ExactDedup("id", "duplicate_id")
+    """Both steps, in the order they run: the texts' winners, then the ids among those."""
+    return step("content_sha256"), step("id")
 
 
 def tasks(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,15 +123,12 @@ def _decide(context: Context, task: dict[str, Any], step: ExactDedup, kind: str,
 
 
 def run_hash(context: Context, task: dict[str, Any]) -> dict[str, Any]:
-    by_hash, _ = steps()
-    known = _known(context, "content_sha256", task)
-    return _decide(context, task, ExactDedup("content_sha256", by_hash.reason, known), "hash", None)
+    return _decide(context, task, step("content_sha256", _known(context, "content_sha256", task)), "hash", None)
 
 
 def run_id(context: Context, task: dict[str, Any]) -> dict[str, Any]:
-    _, by_id = steps()
     losers = np.sort(_losers(context, "hash")[0])  # the texts' losers of every range: not the id step's business
-    return _decide(context, task, ExactDedup("id", by_id.reason, _known(context, "id", task)), "id", losers)
+    return _decide(context, task, step("id", _known(context, "id", task)), "id", losers)
 
 
 def _losers(context: Context, kind: str, index: int | None = None) -> tuple[np.ndarray, list[str]]:
