@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from overton.corpus.atomic import read_json, write_json
+from overton.pipelines.executor.allocator import keep_freed_memory
 
 T = TypeVar("T")
 
@@ -63,6 +64,7 @@ def run_marked(call: tuple[Callable, str, Context, dict[str, Any]]) -> dict[str,
     """One task, then its marker: the unit of work every executor runs, wherever it runs. (The call
     carries the stage's function and folder, not the stage: a stage's task list can be long.)"""
     fn, folder, context, task = call
+    keep_freed_memory()
     result = fn(context, task)
     write_json(marker_path(Path(folder), task["index"]), result)
     return result
