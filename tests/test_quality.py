@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from overton.corpus.config import BUILTIN_PROFILES, QualityRules
@@ -272,6 +273,62 @@ def test_tokens_split_punctuation_and_elisions_but_keep_numbers_whole():
         "L'", "État", ",", "(", "voir", "l’", "article", "49.3", "du", "12.03.2020", ")...",
         "Aujourd'hui", ":", "1", "200", "000", "euros", "!",
     ]
+
+
+# The definition of the tokens, written out: three RE2 passes, then a split on ASCII white space.
+_W = r" \t\r\n"
+_DEFINITION = (
+    (rf"(^|[{_W}])([^{_W}\pL\pN]+)", r"\1\2 "),
+    (rf"([^{_W}\pL\pN]+)([{_W}]|$)", r" \1\2"),
+    (rf"\b((?i:[cdjlmnst]|qu|jusqu|lorsqu|puisqu|quoiqu|presqu)['’])([^{_W}])", r"\1 \2"),
+)
+
+
+def defined_tokens(texts: pa.Array) -> pa.Array:
+    texts = pc.replace_substring(pc.replace_substring(texts, "\u00a0", " "), "\u202f", " ")
+    for pattern, replacement in _DEFINITION:
+        texts = pc.replace_substring_regex(texts, pattern=pattern, replacement=replacement)
+    return pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))
+
+
+# What the byte rules must get right: ASCII word characters next to other letters (RE2's \b), both apostrophes
+# after every kind of elided prefix, punctuation runs of one and several characters (some of them multi-byte),
+# every kind of white space (\v and \f are punctuation to the passes), combining marks, and the characters
+# that share a byte with × ÷ ſ (C3 97, C3 B7, C5 BF): another lead byte before 97, B7 or BF (ė · ¿ ķ), or C5 (œ).
+_PIECES = [
+    *"cdjlmnstuCDJLMNSTUaZk09_", "é", "É", "à", "ç", "œ", "Œ", "α", "Ж", "中", "😀", "\u0301", "∈", "✨",
+    "×", "÷", "ė", "·", "¿", "ķ",
+    "'", "’", "'", "’", "qu", "jusqu", "lorsqu", "Qu", "presqu", "QUOIQU", "jus", "pres",
+    *".,;:!?«»()-–…#\"/%", " ", " ", " ", "\t", "\n", "\r", "\v", "\f", "\u00a0", "\u202f",
+]
+_EDGE_CASES = ["", " ", "\v", "l'", "'x", "l'l'l'x", "d'qu'x", "_l'x", "(l'x", "él'x", "3l'x", "a\v.b", "a.\v", "\v(a",
+               "l'\vx", "jusqu’à", "ajusqu'x", "«\u00a0Qu’il\u202f!\u00a0»", "x×y ÷", "...",
+               "ajus", "qu'x", "jus", "qu’y", "l", "'x", "(", "a"]  # the last ones: elisions across two texts
+
+
+@pytest.mark.parametrize("chunk", [quality._CHUNK, 64])
+def test_tokens_are_those_of_the_regex_definition(monkeypatch: pytest.MonkeyPatch, chunk: int):
+    # chunk 64: most batches are cut into many chunks of a few texts, each tokenised on its own
+    monkeypatch.setattr(quality, "_CHUNK", chunk)
+    monkeypatch.setattr(quality, "_tokenize_regex", None)  # the byte rules decide every batch here
+    rng = random.Random(7)
+    for batch in range(60):
+        texts = [
+            "".join(rng.choice(_PIECES) for _ in range(rng.choice([0, 1, 2, 3, 5, 8, 13, 21, 60])))
+            for _ in range(rng.choice([1, 10, 100, 300]))
+        ]
+        if batch == 0:
+            texts += _EDGE_CASES
+        for array in (pa.array(texts, pa.string()), pa.array([""] + texts, pa.large_string()).slice(1)):
+            tokens = tokenize(array)
+            assert tokens.to_pylist() == defined_tokens(array).to_pylist()
+            assert tokens.type == pa.list_(array.type)
+
+
+def test_batches_with_nulls_or_a_long_s_are_tokenised_by_the_definition():
+    # RE2's (?i) folds ſ to "s" (so "juſqu'" is elided) and \b does not take it for a letter
+    for texts in (["juſqu'à", "ſ'il", "aſ'x"], ["l'État", None, ""]):
+        assert tokenize(pa.array(texts)).to_pylist() == defined_tokens(pa.array(texts)).to_pylist()
 
 
 def test_stop_word_list_is_configurable():
