@@ -86,6 +86,19 @@ def test_signatures_are_datasketch_minhash():
         assert np.array_equal(np.array(permutations(num_perm, seed)), drawn)
 
 
+def test_a_documents_shingles_do_not_depend_on_its_batch():
+    """Each n-gram is summed over the whole batch's words, and a document of fewer than n words gets one shingle of
+    them: none of its neighbours' words may get into either."""
+    rng = random.Random(11)
+    texts = [" ".join(_words(rng, rng.choice([0, 1, 2, 3, 4, 5, 6, 9]))) for _ in range(150)]
+    for ngram in (1, 2, 3, 5):
+        hasher = MinHasher(MinHashParams(ngram=ngram))
+        together, owner = hasher.shingles(texts)
+        for i, text in enumerate(texts):
+            alone, _ = hasher.shingles([text])
+            assert together[owner == i].tolist() == alone.tolist()
+
+
 def _clusters(seed: int, count: int) -> tuple[list[str], list[str], dict[str, int], dict[str, datetime]]:
     """``count`` clusters of 1 to 5 overlapping windows of one random text (Jaccard about 0.9)."""
     rng = random.Random(seed)
