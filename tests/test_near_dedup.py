@@ -67,7 +67,7 @@ def test_folding_on_bytes_is_the_definition():
         expected = definition(texts)
         assert words.to_pylist() == [w for ws in expected for w in ws]
         assert lengths.tolist() == [len(ws) for ws in expected]
-        assert (_split(texts) is None) == (tamil_au in "".join(texts))
+        assert (_split(pa.array(texts, pa.large_string())) is None) == (tamil_au in "".join(texts))
 
 
 def test_signatures_are_datasketch_minhash():
@@ -97,6 +97,21 @@ def test_a_documents_shingles_do_not_depend_on_its_batch():
         for i, text in enumerate(texts):
             alone, _ = hasher.shingles([text])
             assert together[owner == i].tolist() == alone.tolist()
+
+
+def test_signatures_of_an_arrow_column_are_those_of_its_texts():
+    """The build hands over its text columns as they are (sliced, in chunks, either string type): the bytes
+    read are the texts', not those around a slice."""
+    rng = random.Random(5)
+    texts = [" ".join(_words(rng, rng.randint(0, 40))) for _ in range(60)] + ["L'État, c'est nous", "a\u0301b"]
+    hasher = MinHasher(MinHashParams())
+    expected = hasher.signatures(texts)
+    padded = pa.array(["avant"] + texts + ["après"], pa.string())
+    for column in (padded.slice(1, len(texts)), padded.cast(pa.large_string()).slice(1, len(texts)),
+                   pa.chunked_array([padded.slice(1, 20), padded.slice(21, len(texts) - 20)]),
+                   pa.chunked_array([pa.array(texts)])):
+        assert np.array_equal(hasher.signatures(column), expected)
+    assert hasher.signatures(pa.chunked_array([], pa.string())).shape == (0, 100)
 
 
 def _clusters(seed: int, count: int) -> tuple[list[str], list[str], dict[str, int], dict[str, datetime]]:

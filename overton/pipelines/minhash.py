@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import string
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +87,21 @@ def _fold(texts: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.utf8_lower(texts), _MARKS, "")
 
 
-def fold_words(texts: list[str]) -> tuple[pa.Array, np.ndarray]:
+#: Texts as the functions below take them: a list, or an Arrow array (a column's, with no conversion to Python).
+Texts = Sequence[str] | pa.Array | pa.ChunkedArray
+
+
+def _large_strings(texts: Texts) -> pa.Array:
+    """The texts as one ``large_string`` array whose offsets start at 0: what :func:`_split` reads the bytes of."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = pa.concat_arrays([chunk.cast(pa.large_string()) for chunk in texts.chunks]) if texts.num_chunks \
+            else pa.array([], pa.large_string())
+    elif not isinstance(texts, pa.Array):
+        return pa.array(texts, pa.large_string())
+    return pa.concat_arrays([texts.cast(pa.large_string())])  # a slice's bytes start at its first value
+
+
+def fold_words(texts: Texts) -> tuple[pa.Array, np.ndarray]:
     """All folded words of the texts in one array (lower case, no diacritics, no punctuation),
     and the number of words of each text.
 
@@ -97,7 +112,7 @@ def fold_words(texts: list[str]) -> tuple[pa.Array, np.ndarray]:
     return vocabulary.take(pa.array(ids)), lengths
 
 
-def _folded_words(texts: list[str]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def _folded_words(texts: Texts) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """:func:`fold_words` as (distinct words, the index of every word among them, words per text).
 
     Done as the definition reads, the whole text's NFD (in Python) and the regular-expression split (RE2
@@ -105,9 +120,10 @@ def _folded_words(texts: list[str]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     bytes instead (:func:`_split`), and only the distinct ones are folded: a few tens of thousands where a
     batch holds millions.
     """
-    split = _split(texts)
+    array = _large_strings(texts)
+    split = _split(array)
     if split is None:
-        words, lengths = _fold_and_split(texts)
+        words, lengths = _fold_and_split(array.to_pylist())
         encoded = words.dictionary_encode()
         return encoded.dictionary, encoded.indices.to_numpy(), lengths
     pieces, lengths = split
@@ -131,7 +147,7 @@ _ASCII_KIND = np.full(256, _SEPARATOR, np.uint8)
 _ASCII_KIND[[ord(c) for c in string.ascii_letters + string.digits]] = _WORD
 
 
-def _split(texts: list[str]) -> tuple[pa.Array, np.ndarray] | None:
+def _split(array: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
     """The unfolded words of all texts (each folds to one word of :func:`fold_words`) and the count per text;
     None when the batch holds a character this cannot handle.
 
@@ -142,8 +158,7 @@ def _split(texts: list[str]) -> tuple[pa.Array, np.ndarray] | None:
     characters and marks, holding at least one word character; each distinct non-ASCII character is folded
     and classed once, by the same RE2 classes as the definition.
     """
-    array = pa.array(texts, pa.large_string())
-    offsets = np.frombuffer(array.buffers()[1], np.int64, len(texts) + 1)
+    offsets = np.frombuffer(array.buffers()[1], np.int64, len(array) + 1)
     size = int(offsets[-1])
     data = np.frombuffer(array.buffers()[2], np.uint8, size) if size else np.zeros(0, np.uint8)
     kind = _ASCII_KIND[data]
@@ -218,7 +233,7 @@ class MinHasher:
         self._gram = rng.integers(1, 2**63, size=params.ngram, dtype=np.uint64) | np.uint64(1)
         self._band = rng.integers(1, 2**63, size=params.rows, dtype=np.uint64) | np.uint64(1)
 
-    def shingles(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def shingles(self, texts: Texts) -> tuple[np.ndarray, np.ndarray]:
         """32-bit hashes of every word n-gram, and the document of each (documents of fewer
         words than ``ngram`` give one shingle of all their words; documents without words none)."""
         vocabulary, ids, lengths = _folded_words(texts)
@@ -244,7 +259,7 @@ class MinHasher:
             shingle[first[short]] = value
         return (_fmix64(shingle) >> np.uint64(32)).astype(np.uint32), owner
 
-    def signatures(self, texts: list[str]) -> np.ndarray:
+    def signatures(self, texts: Texts) -> np.ndarray:
         """One MinHash signature per text: an (n_texts, num_perm) uint32 array."""
         shingle, owner = self.shingles(texts)
         result = np.full((len(texts), self.params.num_perm), EMPTY, np.uint32)

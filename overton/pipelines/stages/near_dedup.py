@@ -69,7 +69,7 @@ def live_signatures(measured: pa.Table, params: dict[str, Any], stats: dict[str,
         return None
     live = pc.is_null(measured.column("reject_reason")).to_numpy(zero_copy_only=False)
     signatures = np.zeros((measured.num_rows, near.hasher.params.num_perm), np.uint32)
-    signatures[live] = near.hasher.signatures(pc.filter(measured.column("text"), pa.array(live)).to_pylist())
+    signatures[live] = near.hasher.signatures(pc.filter(measured.column("text"), pa.array(live)))
     stats[near.name] = {"signatures_computed": int(live.sum())}
     return signatures
 
@@ -83,7 +83,7 @@ def write_signatures(task_file: Path, output: pa.Table, params: dict[str, Any],
         return {}
     stats = {}
     if signatures is None:
-        live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason"))).to_pylist()
+        live_texts = pc.filter(output.column("text"), pc.is_null(output.column("reject_reason")))
         signatures = near.hasher.signatures(live_texts)
         stats = {near.name: {"signatures_computed": len(live_texts)}}
     with atomic_path(signature_path(task_file)) as tmp, open(tmp, "wb") as handle:
