@@ -257,8 +257,9 @@ def tokenize(texts: pa.Array) -> pa.Array:
         found = _chunk_tokens(data, offsets[first:last + 1], np.frombuffer(compact, np.uint8), size, seen)
         if found is None:
             return _tokenize_regex(texts)
-        ends.append(found[0]), counts.append(found[1])
-        size = found[2]
+        chunk_ends, chunk_counts, size = found
+        ends.append(chunk_ends)
+        counts.append(chunk_counts)
     tokens = sum(map(len, ends)) - 1
     value_offsets = pa.allocate_buffer((tokens + 1) * offset_type.itemsize)
     np.concatenate(ends, out=np.frombuffer(value_offsets, offset_type), casting="same_kind")
