@@ -94,8 +94,7 @@ Texts = Sequence[str] | pa.Array | pa.ChunkedArray
 def _large_strings(texts: Texts) -> pa.Array:
     """The texts as one ``large_string`` array whose offsets start at 0: what :func:`_split` reads the bytes of."""
     if isinstance(texts, pa.ChunkedArray):
-        texts = pa.concat_arrays([chunk.cast(pa.large_string()) for chunk in texts.chunks]) if texts.num_chunks \
-            else pa.array([], pa.large_string())
+        texts = texts.combine_chunks()
     elif not isinstance(texts, pa.Array):
         return pa.array(texts, pa.large_string())
     return pa.concat_arrays([texts.cast(pa.large_string())])  # a slice's bytes start at its first value
